@@ -1,0 +1,43 @@
+# One command runs the service, one runs the tests; each sets itself up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck unit openapi lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+## run: a cluster on 127.0.0.1:8500 with its data in ./data
+run: $(STAMP)
+	$(BIN)/peering serve
+
+## test: lint, type-check, then the test suite with coverage
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check peering tests bench
+	$(BIN)/ruff format --check peering tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term -q
+
+## openapi: regenerate openapi/openapi.json from the code
+openapi: $(STAMP)
+	$(BIN)/peering openapi > openapi/openapi.json
+
+## lock: re-resolve the pinned dependency set (requirements.lock)
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q '.[dev]' && .lockenv/bin/pip freeze --exclude peering > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+"""`python -m peering` runs the command-line interface."""
+
+from peering.cli import main
+
+raise SystemExit(main())

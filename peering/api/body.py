@@ -1,0 +1,112 @@
+"""Request bodies: read with a size cap, decode as JSON whatever the Content-Type, validate strictly.
+
+Every failure is an `InvalidRequestError` whose text follows Consul's `Body decoding failed: …`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from peering.errors import InvalidRequestError, RequestTooLargeError
+
+MAX_BODY_BYTES = 1 << 20
+
+M = TypeVar("M", bound=BaseModel)
+
+_JSON_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "bool"),
+    (int, "number"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+_EXPECTED = {"string_type": "string", "list_type": "array", "dict_type": "object"}
+
+
+def _too_large() -> RequestTooLargeError:
+    return RequestTooLargeError(f"Request body too large: the limit is {MAX_BODY_BYTES} bytes")
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refusing more than `MAX_BODY_BYTES`.
+
+    Raises:
+        RequestTooLargeError: the body (or its announced length) is over the limit.
+    """
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _kind(value: object) -> str:
+    for python_type, name in _JSON_KINDS:
+        if isinstance(value, python_type):
+            return name
+    return "null"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def decode_body(raw: bytes, model: type[M]) -> M:
+    """Decode a JSON object into `model`.
+
+    Raises:
+        InvalidRequestError: `Body decoding failed: <reason>`.
+    """
+    if not raw.strip():
+        raise InvalidRequestError("Body decoding failed: EOF")
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"Body decoding failed: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"Body decoding failed: json: cannot unmarshal {_kind(data)} into an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = _field_path(tuple(first["loc"]))
+        if first["type"] == "extra_forbidden":
+            reason = f'json: unknown field "{path}"'
+        else:
+            expected = _EXPECTED.get(first["type"], "the documented type")
+            reason = f'json: cannot unmarshal {_kind(first["input"])} into field "{path}" of type {expected}'
+        raise InvalidRequestError(f"Body decoding failed: {reason}") from None
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that yields the request body decoded as `model`."""
+
+    async def dependency(request: Request) -> M:
+        return decode_body(await read_body(request), model)
+
+    return dependency
+
+
+def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON request body of this model (bodies are parsed by `json_body`)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
+        }
+    }

@@ -1,0 +1,93 @@
+"""The one table from error class to HTTP status, and the handlers that apply it (text/plain bodies)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from peering.api.render import read_headers
+from peering.errors import (
+    InvalidRequestError,
+    PeerError,
+    PeeringError,
+    PeeringNotFoundError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    SecretRejectedError,
+)
+
+log = logging.getLogger("peering.api")
+
+STATUS: dict[type[PeeringError], int] = {
+    InvalidRequestError: 400,
+    RequestTooLargeError: 413,
+    PermissionDeniedError: 403,
+    SecretRejectedError: 403,
+    PeeringNotFoundError: 404,
+    PeerError: 502,
+}
+
+_DESCRIPTIONS = {
+    400: "Bad input: malformed body, unknown field, invalid name, token, meta or query.",
+    403: "Permission denied, or the peering secret was rejected.",
+    404: "No peering with that name.",
+    413: "Request body over 1 MiB.",
+    502: "The remote cluster could not be reached or answered badly.",
+}
+
+
+def status_for(error: PeeringError) -> int:
+    """The status of an error: the entry of its nearest class in `STATUS` (500 for none)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with its text/plain body, as the handler sends it."""
+    return {
+        status: {"description": _DESCRIPTIONS[status], "content": {"text/plain": {"schema": {"type": "string"}}}}
+        for status in statuses
+    }
+
+
+async def _text(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    all_headers = dict(headers or {})
+    if request.method == "GET":
+        all_headers.update(read_headers(await request.app.state.service.current_index()))
+    return Response(content=message, status_code=status, media_type="text/plain", headers=all_headers)
+
+
+async def _peering_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PeeringError)  # noqa: S101 -- registered for PeeringError only
+    status = status_for(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc.code)
+    return await _text(request, status, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 -- registered for HTTPException only
+    if exc.status_code == 405:
+        message = f"method {request.method} not allowed"
+    elif exc.status_code == 404:
+        message = "404 page not found"
+    else:
+        message = str(exc.detail)
+    return await _text(request, exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return await _text(request, 400, "Invalid request parameters")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: one for the whole PeeringError tree (found along the MRO)."""
+    app.add_exception_handler(PeeringError, _peering_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,90 @@
+"""Operator endpoints of Consul's peering API (SPEC §3): each parses, calls the service once, renders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from peering.api.body import body_openapi, json_body
+from peering.api.deps import ServiceDep
+from peering.api.errors import error_responses
+from peering.api.query import ReadOptionsDep, WriteOptionsDep
+from peering.api.render import json_response, peering_json, read_headers
+from peering.api.schemas import GenerateTokenRequest, GenerateTokenResponse, PeeringResponse
+from peering.errors import InvalidRequestError
+from peering.service import TokenRequest
+
+router = APIRouter(prefix="/v1", tags=["peering"])
+
+GenerateTokenBody = Annotated[GenerateTokenRequest, Depends(json_body(GenerateTokenRequest))]
+
+
+@router.post(
+    "/peering/token",
+    operation_id="generatePeeringToken",
+    response_model=GenerateTokenResponse,
+    responses=error_responses(400, 413),
+    openapi_extra=body_openapi(GenerateTokenRequest),
+)
+async def generate_token(body: GenerateTokenBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+    """Generate a one-time token for a peer cluster to establish a peering with this one.
+
+    Calling it again for the same name keeps the peering's ID and voids the previous unused token.
+    """
+    if not body.peer_name:
+        raise InvalidRequestError("PeerName is required in the payload when generating a new peering token.")
+    token = await service.generate_token(
+        TokenRequest(
+            name=body.peer_name,
+            partition=body.partition or options.partition,
+            meta=body.meta,
+            server_external_addresses=body.server_external_addresses or (),
+        )
+    )
+    return json_response({"PeeringToken": token}, pretty=options.pretty)
+
+
+@router.get(
+    "/peering/{name}",
+    operation_id="readPeering",
+    response_model=PeeringResponse,
+    responses=error_responses(400, 404),
+)
+async def read_peering(name: str, options: ReadOptionsDep, service: ServiceDep) -> Response:
+    """Read one peering by name (case-insensitive). Supports blocking queries with `index` and `wait`."""
+    peering = await service.read(options.partition, name, min_index=options.index, wait=options.wait)
+    return json_response(peering_json(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
+
+
+@router.delete("/peering/{name}", operation_id="deletePeering", responses=error_responses(400))
+async def delete_peering(name: str, options: WriteOptionsDep, service: ServiceDep) -> Response:
+    """Delete a peering: it turns `TERMINATED` with `DeletedAt`, then is removed. Unknown names are fine."""
+    await service.delete(options.partition, name)
+    return Response(status_code=200)
+
+
+@router.get("/peering/", operation_id="readPeeringWithoutName", responses=error_responses(400), include_in_schema=False)
+async def read_without_name() -> Response:
+    """`GET /v1/peering/` names nothing."""
+    raise InvalidRequestError("Must specify a name to fetch.")
+
+
+@router.delete(
+    "/peering/", operation_id="deletePeeringWithoutName", responses=error_responses(400), include_in_schema=False
+)
+async def delete_without_name() -> Response:
+    """`DELETE /v1/peering/` names nothing."""
+    raise InvalidRequestError("Must specify a name to delete.")
+
+
+@router.get(
+    "/peerings",
+    operation_id="listPeerings",
+    response_model=list[PeeringResponse],
+    responses=error_responses(400),
+)
+async def list_peerings(options: ReadOptionsDep, service: ServiceDep) -> Response:
+    """List the peerings of a partition, sorted by name, every state included. Supports blocking queries."""
+    peerings, index = await service.list_peerings(options.partition, min_index=options.index, wait=options.wait)
+    return json_response([peering_json(p) for p in peerings], pretty=options.pretty, headers=read_headers(index))

@@ -1,0 +1,66 @@
+"""Turning domain objects into Consul's JSON, with its field order and headers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Response
+
+from peering.domain import Peering, Role
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """UTC RFC 3339 with `Z`, fractional seconds only when there are any (like Go's RFC3339Nano)."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def peering_json(p: Peering) -> dict[str, Any]:
+    """The peering object of SPEC §3.6."""
+    body: dict[str, Any] = {"ID": p.id, "Name": p.name, "Partition": p.partition}
+    if p.deleted_at is not None:
+        body["DeletedAt"] = rfc3339(p.deleted_at)
+    if p.meta:
+        body["Meta"] = dict(p.meta)
+    body["State"] = p.state.value
+    if p.role is Role.DIALER:
+        if p.peer_id:
+            body["PeerID"] = p.peer_id
+        if p.peer_ca_pems:
+            body["PeerCAPems"] = list(p.peer_ca_pems)
+        if p.peer_server_name:
+            body["PeerServerName"] = p.peer_server_name
+        if p.peer_server_addresses:
+            body["PeerServerAddresses"] = list(p.peer_server_addresses)
+    body["ImportedServiceCount"] = 0
+    body["ExportedServiceCount"] = 0
+    body["StreamStatus"] = {
+        "ImportedServices": [],
+        "ExportedServices": [],
+        "LastHeartbeat": rfc3339(p.stream.last_heartbeat),
+        "LastReceive": rfc3339(p.stream.last_receive),
+        "LastSend": rfc3339(p.stream.last_send),
+    }
+    body["Remote"] = {"Datacenter": p.remote.datacenter, "Partition": p.remote.partition}
+    body["CreateIndex"] = p.create_index
+    body["ModifyIndex"] = p.modify_index
+    return body
+
+
+def read_headers(index: int) -> dict[str, str]:
+    """Headers every GET answers with."""
+    return {"X-Consul-Index": str(max(1, index)), "X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"}
+
+
+def json_response(data: object, *, pretty: bool, headers: dict[str, str] | None = None) -> Response:
+    """A 200 JSON answer; `?pretty` indents it by 4 spaces and ends it with a newline, like Consul."""
+    content = (json.dumps(data, indent=4) + "\n").encode() if pretty else orjson.dumps(data)
+    return Response(content=content, media_type="application/json", headers=headers)

@@ -1,0 +1,116 @@
+"""Input rules shared by every entry point: peer names, partitions and meta (stdlib only)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+
+from peering.errors import InvalidRequestError
+
+DEFAULT_PARTITION = "default"
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_META_KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+_MAX_META_PAIRS = 64
+_MAX_META_VALUE = 512
+_MAX_SHOWN = 256
+
+
+def _shown(value: str) -> str:
+    """Cap user input echoed in a message so one error cannot be a megabyte long."""
+    return value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "..."
+
+
+def check_peer_name(name: str) -> str:
+    """Return the peer name if it is a valid DNS label in lower case.
+
+    Raises:
+        InvalidRequestError: the name breaks the rule of SPEC §3.1.
+    """
+    if _LABEL.fullmatch(name) is None:
+        raise InvalidRequestError(
+            f"{_shown(name)} is not a valid peer name: a valid peering name must consist of lower case "
+            "alphanumeric characters or '-', and must start and end with an alphanumeric character"
+        )
+    return name
+
+
+def normalize_partition(partition: str | None) -> str:
+    """Return the partition a request addresses: `default` when empty, lower-cased otherwise.
+
+    Raises:
+        InvalidRequestError: the partition name is not a DNS label.
+    """
+    if not partition:
+        return DEFAULT_PARTITION
+    lowered = partition.lower()
+    if _LABEL.fullmatch(lowered) is None:
+        raise InvalidRequestError(
+            f"{_shown(partition)} is not a valid partition name: a valid partition name must consist of "
+            "alphanumeric characters or '-', and must start and end with an alphanumeric character"
+        )
+    return lowered
+
+
+def check_meta(meta: Mapping[str, str] | None) -> dict[str, str]:
+    """Return a copy of the meta map if it follows Consul's meta-tag rules.
+
+    Raises:
+        InvalidRequestError: too many pairs, or a bad key or value (`meta tags failed validation: ...`).
+    """
+    if not meta:
+        return {}
+    if len(meta) > _MAX_META_PAIRS:
+        raise _meta_error(f"Node metadata cannot contain more than {_MAX_META_PAIRS} key/value pairs")
+    for key, value in meta.items():
+        problem = _meta_pair_problem(key, value)
+        if problem is not None:
+            raise _meta_error(f"Couldn't load metadata pair ('{_shown(key)}', '{_shown(value)}'): {problem}")
+    return dict(meta)
+
+
+def _meta_pair_problem(key: str, value: str) -> str | None:
+    if key == "":
+        return "Key cannot be blank"
+    if len(key) > 128:
+        return "Key is too long (limit: 128 characters)"
+    if _META_KEY.fullmatch(key) is None:
+        return "Key contains invalid characters"
+    if key.startswith("consul-"):
+        return "Key prefix 'consul-' is reserved for internal use"
+    if len(value) > _MAX_META_VALUE:
+        return f"Value is too long (limit: {_MAX_META_VALUE} characters)"
+    return None
+
+
+def _meta_error(detail: str) -> InvalidRequestError:
+    return InvalidRequestError(f"meta tags failed validation: {detail}")
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
+
+
+def check_server_address(address: str) -> str:
+    """Return `address` if it is `host:port` with a port in 1..65535 (IPv6 hosts in brackets).
+
+    Raises:
+        InvalidRequestError: `<addr> is not a valid peering server address`.
+    """
+    host, sep, port = address.rpartition(":")
+    valid = bool(sep) and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+    if valid:
+        bracketed = _BRACKETED.fullmatch(host)
+        valid = _is_ipv6(bracketed.group(1)) if bracketed else _HOSTNAME.fullmatch(host) is not None
+    if not valid:
+        raise InvalidRequestError(f"{_shown(address)} is not a valid peering server address")
+    return address
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True

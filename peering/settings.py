@@ -1,0 +1,50 @@
+"""Runtime settings of one cluster: `peering serve` options and their `PEERING_*` variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 hosts in brackets) into its parts.
+
+    Raises:
+        ValueError: the value is not `host:port` with a port in 0..65535.
+    """
+    match = _HOST_PORT.match(value)
+    if match is None or int(match["port"]) > 65535:
+        raise ValueError(f"{value!r} is not a valid host:port address")
+    return match["v6"] or match["host"], int(match["port"])
+
+
+class Settings(BaseSettings):
+    """Options of `peering serve`; each also reads `PEERING_<OPTION>` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PEERING_", extra="forbid", frozen=True)
+
+    data_dir: Path = Path("./data")
+    http_addr: str = "127.0.0.1:8500"
+    peering_addr: str = "127.0.0.1:8503"
+    advertise_addr: str | None = None
+    datacenter: str = Field(default="dc1", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    heartbeat_interval: float = Field(default=15.0, gt=0)
+    heartbeat_timeout: float = Field(default=120.0, gt=0)
+    acl_enabled: bool = False
+    acl_default_policy: Literal["allow", "deny"] = "deny"
+    acl_initial_management_token: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("http_addr", "peering_addr", "advertise_addr")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value

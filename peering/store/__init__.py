@@ -1,0 +1,1 @@
+"""Persistence: the `Store` protocol (`base`) and its SQLite implementation (`sqlite`)."""

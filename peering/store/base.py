@@ -1,0 +1,87 @@
+"""The store interface every backend implements (SQLite today, PostgreSQL later; SPEC §12).
+
+Rules every implementation keeps:
+- every write transaction bumps the one index counter exactly once, inside the transaction;
+- uniqueness (name per partition, one live peering per remote cluster, one-time secrets) is
+  enforced by the database itself, not by read-then-write checks;
+- what goes in and out are domain objects; no SQL or driver type leaves the implementation.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from peering.domain import Peering
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets of one peering. Hashes where the holder never presents them again (SPEC §6)."""
+
+    establishment_hash: str | None = field(default=None, repr=False)  # acceptor: the unused token's secret
+    stream_hash: str | None = field(default=None, repr=False)  # acceptor: the dialer's stream secret
+    stream_secret: str | None = field(default=None, repr=False)  # dialer: presented on every heartbeat
+
+
+class Transaction(Protocol):
+    """One atomic unit of writes; commits on a clean exit, rolls back on an exception."""
+
+    @property
+    def index(self) -> int:
+        """The index this transaction's writes carry (taken from the counter on first use)."""
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        """The peering named `name` (compared lower-cased) in `partition`."""
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        """The peering with this local ID."""
+
+    async def save(self, peering: Peering) -> Peering:
+        """Insert or update; returns it with `create_index`/`modify_index` set to this transaction's index.
+
+        Raises:
+            PeeringConflictError: another live peering already has this name or this remote cluster.
+        """
+
+    async def remove(self, peering_id: str) -> None:
+        """Remove the record and its secrets for good."""
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        """The secrets stored for a peering (empty if none)."""
+
+    async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
+        """Replace the secrets of a peering."""
+
+    async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
+        """Atomically clear the establishment secret if it equals `secret_hash`; False if it did not."""
+
+    async def schedule_removal(self, peering_id: str, at: datetime) -> None:
+        """Mark a deleted peering for removal at `at`."""
+
+
+class Store(Protocol):
+    """Durable peerings of one cluster."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Open a write transaction (writers are serialised)."""
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        """Read one peering by name (compared lower-cased)."""
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        """Read one peering by local ID."""
+
+    async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
+        """Every peering of a partition sorted by name, and the partition's index, from one snapshot."""
+
+    async def partition_index(self, partition: str) -> int:
+        """The index of the last write that touched the partition (at least 1)."""
+
+    async def current_index(self) -> int:
+        """The index of the last committed write of the cluster (at least 1)."""
+
+    async def due_removals(self, now: datetime) -> list[Peering]:
+        """Deleted peerings whose removal time has come."""

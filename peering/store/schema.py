@@ -1,0 +1,52 @@
+"""Versioned SQLite schema: migration N brings `PRAGMA user_version` from N-1 to N."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: peerings, their secrets, the index counter and per-partition indexes
+    """
+    CREATE TABLE counter (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counter (id, value) VALUES (1, 0);
+
+    CREATE TABLE partitions (
+        name TEXT PRIMARY KEY,
+        modify_index INTEGER NOT NULL
+    );
+
+    CREATE TABLE peerings (
+        id TEXT PRIMARY KEY,
+        partition TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('acceptor', 'dialer')),
+        state TEXT NOT NULL CHECK (state IN ('INITIAL', 'ACTIVE', 'FAILING', 'TERMINATED')),
+        meta TEXT NOT NULL DEFAULT '{}',
+        deleted_at TEXT,
+        remove_after TEXT,
+        peer_id TEXT NOT NULL DEFAULT '',
+        peer_ca_pems TEXT NOT NULL DEFAULT '[]',
+        peer_server_name TEXT NOT NULL DEFAULT '',
+        peer_server_addresses TEXT NOT NULL DEFAULT '[]',
+        remote_datacenter TEXT NOT NULL DEFAULT '',
+        remote_partition TEXT NOT NULL DEFAULT '',
+        remote_cluster TEXT NOT NULL DEFAULT '',
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL
+    );
+    -- names are unique within a partition, compared lower-cased
+    CREATE UNIQUE INDEX peerings_by_name ON peerings (partition, lower(name));
+    -- at most one live peering per remote cluster in a partition (SPEC §5.6)
+    CREATE UNIQUE INDEX peerings_by_remote_cluster ON peerings (partition, remote_cluster)
+        WHERE remote_cluster != '' AND state != 'TERMINATED' AND deleted_at IS NULL;
+    CREATE INDEX peerings_by_removal ON peerings (remove_after) WHERE remove_after IS NOT NULL;
+
+    CREATE TABLE secrets (
+        peering_id TEXT PRIMARY KEY REFERENCES peerings (id) ON DELETE CASCADE,
+        establishment_hash TEXT,
+        stream_hash TEXT,
+        stream_secret TEXT
+    );
+    """,
+)

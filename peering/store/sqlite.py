@@ -1,0 +1,298 @@
+"""SQLite implementation of the store (the only module that knows SQL or aiosqlite).
+
+Two connections: one writer, whose transactions are serialised by a lock (`BEGIN IMMEDIATE`),
+and one reader, which in WAL mode sees only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from peering.domain import Peering, PeeringState, Remote, Role
+from peering.errors import PeeringConflictError
+from peering.store.base import Secrets
+from peering.store.schema import MIGRATIONS
+
+_COLUMNS = (
+    "id, partition, name, role, state, meta, deleted_at, peer_id, peer_ca_pems, peer_server_name, "
+    "peer_server_addresses, remote_datacenter, remote_partition, remote_cluster, create_index, modify_index"
+)
+
+
+def _timestamp(moment: datetime) -> str:
+    """Fixed-width UTC text, so that comparing strings in SQL compares times."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _to_row(p: Peering) -> tuple[Any, ...]:
+    return (
+        p.id,
+        p.partition,
+        p.name,
+        p.role.value,
+        p.state.value,
+        json.dumps(dict(p.meta)),
+        _timestamp(p.deleted_at) if p.deleted_at else None,
+        p.peer_id,
+        json.dumps(list(p.peer_ca_pems)),
+        p.peer_server_name,
+        json.dumps(list(p.peer_server_addresses)),
+        p.remote.datacenter,
+        p.remote.partition,
+        p.remote_cluster,
+        p.create_index,
+        p.modify_index,
+    )
+
+
+def _from_row(row: Iterable[Any]) -> Peering:
+    (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = (
+        values := tuple(row)
+    )[:11]
+    remote_dc, remote_partition, remote_cluster, create_index, modify_index = values[11:]
+    return Peering(
+        id=id_,
+        name=name,
+        partition=partition,
+        role=Role(role),
+        state=PeeringState(state),
+        meta=json.loads(meta),
+        deleted_at=datetime.fromisoformat(deleted_at) if deleted_at else None,
+        peer_id=peer_id,
+        peer_ca_pems=tuple(json.loads(cas)),
+        peer_server_name=server_name,
+        peer_server_addresses=tuple(json.loads(addresses)),
+        remote=Remote(remote_dc, remote_partition),
+        remote_cluster=remote_cluster,
+        create_index=create_index,
+        modify_index=modify_index,
+    )
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class SqliteTransaction:
+    """A write transaction on the writer connection (see `store.base.Transaction`)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._index: int | None = None
+        self.partitions: set[str] = set()
+
+    @property
+    def index(self) -> int:
+        if self._index is None:
+            raise RuntimeError("the transaction has not written yet")
+        return self._index
+
+    async def _bump(self, partition: str) -> int:
+        if self._index is None:
+            async with self._conn.execute("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value") as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise RuntimeError("the index counter row is missing: the database is damaged")
+            self._index = int(row[0])
+        if partition not in self.partitions:
+            self.partitions.add(partition)
+            await self._conn.execute(
+                "INSERT INTO partitions (name, modify_index) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index",
+                (partition, self._index),
+            )
+        return self._index
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        return await _fetch_one(
+            self._conn,
+            f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? AND lower(name) = lower(?)",
+            (partition, name),
+        )
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        return await _fetch_one(self._conn, f"SELECT {_COLUMNS} FROM peerings WHERE id = ?", (peering_id,))
+
+    async def save(self, peering: Peering) -> Peering:
+        index = await self._bump(peering.partition)
+        existing = await self.get_by_id(peering.id)
+        create_index = existing.create_index if existing else index
+        saved = replace(peering, create_index=create_index, modify_index=index)
+        try:
+            await self._conn.execute(
+                f"INSERT INTO peerings ({_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+                "ON CONFLICT (id) DO UPDATE SET partition = excluded.partition, name = excluded.name, "
+                "role = excluded.role, state = excluded.state, meta = excluded.meta, "
+                "deleted_at = excluded.deleted_at, peer_id = excluded.peer_id, peer_ca_pems = excluded.peer_ca_pems, "
+                "peer_server_name = excluded.peer_server_name, peer_server_addresses = excluded.peer_server_addresses, "
+                "remote_datacenter = excluded.remote_datacenter, remote_partition = excluded.remote_partition, "
+                "remote_cluster = excluded.remote_cluster, modify_index = excluded.modify_index",
+                _to_row(saved),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise await self._conflict(saved) from exc
+        return saved
+
+    async def _conflict(self, peering: Peering) -> PeeringConflictError:
+        """Name the live peering that blocks `peering` (the unique indexes said one exists)."""
+        other = await _fetch_one(
+            self._conn,
+            f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? AND remote_cluster = ? AND remote_cluster != '' "
+            "AND state != 'TERMINATED' AND deleted_at IS NULL AND id != ?",
+            (peering.partition, peering.remote_cluster, peering.id),
+        )
+        if other is not None:
+            return PeeringConflictError(f'a peering with this cluster already exists: "{other.name}"')
+        return PeeringConflictError(f'cannot create peering with name: "{peering.name}"; the name is already in use')
+
+    async def remove(self, peering_id: str) -> None:
+        existing = await self.get_by_id(peering_id)
+        if existing is not None:
+            await self._bump(existing.partition)
+            await self._conn.execute("DELETE FROM peerings WHERE id = ?", (peering_id,))
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        async with self._conn.execute(
+            "SELECT establishment_hash, stream_hash, stream_secret FROM secrets WHERE peering_id = ?", (peering_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return Secrets(*row) if row else Secrets()
+
+    async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
+        await self._conn.execute(
+            "INSERT INTO secrets (peering_id, establishment_hash, stream_hash, stream_secret) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (peering_id) DO UPDATE SET establishment_hash = excluded.establishment_hash, "
+            "stream_hash = excluded.stream_hash, stream_secret = excluded.stream_secret",
+            (peering_id, secrets.establishment_hash, secrets.stream_hash, secrets.stream_secret),
+        )
+
+    async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
+        async with self._conn.execute(
+            "UPDATE secrets SET establishment_hash = NULL WHERE peering_id = ? AND establishment_hash = ?",
+            (peering_id, secret_hash),
+        ) as cur:
+            return cur.rowcount == 1
+
+    async def schedule_removal(self, peering_id: str, at: datetime) -> None:
+        await self._conn.execute("UPDATE peerings SET remove_after = ? WHERE id = ?", (_timestamp(at), peering_id))
+
+
+async def _fetch_one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Peering | None:
+    async with conn.execute(sql, params) as cur:
+        row = await cur.fetchone()
+    return _from_row(row) if row else None
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file in the data dir, WAL, `synchronous=FULL`."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating and migrating as needed) the database at `path`."""
+        writer = await _connect(path)
+        try:
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections (checkpointing the WAL)."""
+        async with self._lock, self._read_lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            tx = SqliteTransaction(self._writer)
+            try:
+                yield tx
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        async with self._read_lock:
+            return await _fetch_one(
+                self._reader,
+                f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? AND lower(name) = lower(?)",
+                (partition, name),
+            )
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        async with self._read_lock:
+            return await _fetch_one(self._reader, f"SELECT {_COLUMNS} FROM peerings WHERE id = ?", (peering_id,))
+
+    async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
+        # one read transaction: the index and the rows come from the same snapshot
+        async with self._read_lock:
+            await self._reader.execute("BEGIN")
+            try:
+                async with self._reader.execute(
+                    f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? ORDER BY lower(name)", (partition,)
+                ) as cur:
+                    peerings = [_from_row(row) for row in await cur.fetchall()]
+                index = await self._partition_index(partition)
+            finally:
+                await self._reader.execute("COMMIT")
+        return peerings, max([index, *(p.modify_index for p in peerings)])
+
+    async def partition_index(self, partition: str) -> int:
+        async with self._read_lock:
+            return await self._partition_index(partition)
+
+    async def _partition_index(self, partition: str) -> int:
+        async with self._reader.execute("SELECT modify_index FROM partitions WHERE name = ?", (partition,)) as cur:
+            row = await cur.fetchone()
+        return max(1, int(row[0])) if row else 1
+
+    async def current_index(self) -> int:
+        async with self._read_lock, self._reader.execute("SELECT value FROM counter WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        return max(1, int(row[0])) if row else 1
+
+    async def due_removals(self, now: datetime) -> list[Peering]:
+        async with (
+            self._read_lock,
+            self._reader.execute(
+                f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after <= ?",
+                (_timestamp(now),),
+            ) as cur,
+        ):
+            return [_from_row(row) for row in await cur.fetchall()]
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema version {version} is newer than this program ({len(MIGRATIONS)})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -1,0 +1,56 @@
+"""Shared fixtures: a clean environment, real SQLite in tmp dirs, one app per test."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from peering.app import Runtime, create_app, open_runtime
+from peering.settings import Settings
+
+ADVERTISE = "127.0.0.1:8503"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every `async def` test on anyio (asyncio backend)."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiosqlite is asyncio-only
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PEERING_* or CONSUL_* variable from the outside leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith(("PEERING_", "CONSUL_")):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", http_addr="127.0.0.1:0", peering_addr="127.0.0.1:0")
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_runtime(
+        settings, advertise_addresses=[ADVERTISE], removal_interval=3600
+    ) as rt:  # removals run when a test asks
+        yield rt
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c

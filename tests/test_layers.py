@@ -1,0 +1,81 @@
+"""Layers point one way (house style rule 1), checked by walking every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "peering"
+
+# module -> layer; a module may import only from layers with a lower or equal number,
+# and adapters (layer 2) not from each other
+LAYERS = {
+    "errors": 1,
+    "domain": 1,
+    "rules": 1,
+    "notifier": 2,
+    "leadership": 2,
+    "tokens": 2,
+    "identity": 2,
+    "store": 2,
+    "settings": 2,
+    "logs": 2,
+    "service": 3,
+    "background": 3,
+    "api": 4,
+    "app": 5,
+    "server": 6,
+    "cli": 7,
+}
+ADAPTERS = {name for name, layer in LAYERS.items() if layer == 2}
+# third-party packages a layer may not import
+FORBIDDEN = {
+    1: {"fastapi", "starlette", "pydantic", "httpx", "aiosqlite", "sqlite3", "cryptography", "uvicorn"},
+    3: {"fastapi", "starlette", "httpx", "aiosqlite", "sqlite3", "uvicorn"},
+    4: {"aiosqlite", "sqlite3", "httpx", "cryptography"},
+}
+
+
+def _top(module: Path) -> str:
+    return module.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _imports(module: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            if node.module == "peering":
+                found.update(f"peering.{alias.name}" for alias in node.names)
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if _top(p) in LAYERS)
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {_top(p) for p in PACKAGE.rglob("*.py")} - {"__init__", "__main__"}
+    assert tops <= set(LAYERS)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(module: Path) -> None:
+    own = _top(module)
+    for imported in _imports(module):
+        root = imported.split(".")[0]
+        if root == "peering" and imported.count(".") >= 1:
+            target = imported.split(".")[1]
+            if target in ("__init__", "__version__") or target == own:
+                continue
+            assert LAYERS[target] <= LAYERS[own], f"{own} imports {target}"
+            assert not (own in ADAPTERS and target in ADAPTERS), f"adapter {own} imports adapter {target}"
+        assert root not in FORBIDDEN.get(LAYERS[own], set()), f"{own} imports {root}"
+
+
+def test_modules_stay_small() -> None:
+    for module in PACKAGE.rglob("*.py"):
+        assert len(module.read_text().splitlines()) <= 400, module
