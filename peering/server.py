@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -90,7 +91,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Bound], None] | None 
             loop.add_signal_handler(sig, stop, sig.name)
         try:
             tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]
-            both_ready = asyncio.gather(http.ready.wait(), peer.ready.wait())
+            both_ready: asyncio.Future[Any] = asyncio.gather(http.ready.wait(), peer.ready.wait())
             await asyncio.wait([both_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if both_ready.done():
                 log.info(

@@ -85,3 +85,5 @@ def running_cluster(data_dir: Path, *args: str, env: dict[str, str] | None = Non
         if process.poll() is None:
             process.kill()
         process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,13 +13,6 @@ from peering.app import Runtime, create_app, open_runtime
 from peering.settings import Settings
 
 ADVERTISE = "127.0.0.1:8503"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every `async def` test on anyio (asyncio backend)."""
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from peering.domain import Event, Peering, PeeringState, Role, transition
 from peering.errors import InvalidTransitionError
 
-I, A, F, T = PeeringState.INITIAL, PeeringState.ACTIVE, PeeringState.FAILING, PeeringState.TERMINATED
+INIT, A, F, T = PeeringState.INITIAL, PeeringState.ACTIVE, PeeringState.FAILING, PeeringState.TERMINATED
 E = Event
 
 # (role, state, event) -> expected next state, None when the event is refused
@@ -21,16 +21,16 @@ for role, state in itertools.product(Role, PeeringState):
     EXPECTED[(role, state, E.PEER_TERMINATED)] = T
 EXPECTED.update(
     {
-        (Role.ACCEPTOR, I, E.TOKEN_GENERATED): I,
+        (Role.ACCEPTOR, INIT, E.TOKEN_GENERATED): INIT,
         (Role.ACCEPTOR, A, E.TOKEN_GENERATED): A,
         (Role.ACCEPTOR, F, E.TOKEN_GENERATED): F,
-        (Role.ACCEPTOR, T, E.TOKEN_GENERATED): I,
-        (Role.ACCEPTOR, I, E.HEARTBEAT_OK): A,
+        (Role.ACCEPTOR, T, E.TOKEN_GENERATED): INIT,
+        (Role.ACCEPTOR, INIT, E.HEARTBEAT_OK): A,
         (Role.ACCEPTOR, A, E.HEARTBEAT_OK): A,
         (Role.ACCEPTOR, F, E.HEARTBEAT_OK): A,
         (Role.ACCEPTOR, A, E.HEARTBEAT_TIMEOUT): F,
         (Role.ACCEPTOR, F, E.HEARTBEAT_TIMEOUT): F,
-        (Role.DIALER, I, E.ESTABLISHED): A,
+        (Role.DIALER, INIT, E.ESTABLISHED): A,
         (Role.DIALER, A, E.ESTABLISHED): A,
         (Role.DIALER, F, E.ESTABLISHED): A,
         (Role.DIALER, T, E.ESTABLISHED): A,
@@ -59,6 +59,6 @@ def test_the_table_covers_every_combination() -> None:
 def test_a_peering_knows_when_it_is_deleted() -> None:
     from datetime import UTC, datetime
 
-    p = Peering("id", "n", "default", Role.ACCEPTOR, I)
+    p = Peering("id", "n", "default", Role.ACCEPTOR, INIT)
     assert not p.is_deleted
     assert Peering("id", "n", "default", Role.ACCEPTOR, T, deleted_at=datetime.now(UTC)).is_deleted

@@ -24,7 +24,7 @@ def _tls_server_name(peering_addr: str, ca_pem: str) -> str:
     ):
         cert = tls.getpeercert()
     assert cert is not None
-    return str(dict(x[0] for x in cert["subjectAltName"] if x[0][0] == "DNS").get("DNS", ""))
+    return ",".join(str(entry[1]) for entry in cert["subjectAltName"] if entry[0] == "DNS")
 
 
 def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
             assert token.status_code == 200
             before = http.get("/v1/peering/cluster-02").json()
         ca_pem = (data / "ca.pem").read_text()
-        assert _tls_server_name(cluster.peering_addr, ca_pem).startswith("server.")
+        assert _tls_server_name(cluster.peering_addr, ca_pem).split(",")[0] == "server.dc1.consul"
         assert cluster.stop(signal.SIGTERM) == 0
         messages = [json.loads(line)["message"] for line in cluster.lines]
         assert "stopped" in messages
@@ -65,8 +65,18 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
         import sys
 
         result = subprocess.run(
-            [sys.executable, "-m", "peering", "serve", "--data-dir", str(tmp_path / "b"), "--http-addr",
-             first.ready["http_addr"], "--peering-addr", "127.0.0.1:0"],
+            [
+                sys.executable,
+                "-m",
+                "peering",
+                "serve",
+                "--data-dir",
+                str(tmp_path / "b"),
+                "--http-addr",
+                first.ready["http_addr"],
+                "--peering-addr",
+                "127.0.0.1:0",
+            ],
             capture_output=True,
             text=True,
             timeout=30,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +19,15 @@ from peering.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
+pytestmark = pytest.mark.anyio
+
 
 def acceptor(pid: str, name: str, partition: str = "default", **kw: object) -> Peering:
     return Peering(pid, name, partition, Role.ACCEPTOR, PeeringState.INITIAL, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = await SqliteStore.open(tmp_path / "p.db")
     yield s
     await s.close()
@@ -42,10 +45,13 @@ async def test_every_write_transaction_takes_the_next_index(store: SqliteStore) 
 
 
 async def test_a_failed_transaction_leaves_nothing(store: SqliteStore) -> None:
-    with pytest.raises(RuntimeError):
+    async def failing() -> None:
         async with store.transaction() as tx:
             await tx.save(acceptor("1", "a"))
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await failing()
     assert await store.get("default", "a") is None
     assert await store.current_index() == 1  # the counter rolled back too (1 is the floor)
 

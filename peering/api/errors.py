@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from peering.api.render import read_headers
 from peering.errors import (
@@ -73,13 +74,25 @@ async def _peering_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 -- registered for HTTPException only
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         message = f"method {request.method} not allowed"
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     elif exc.status_code == 404:
         message = "404 page not found"
     else:
         message = str(exc.detail)
-    return await _text(request, exc.status_code, message, dict(exc.headers or {}))
+    return await _text(request, exc.status_code, message, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette names only the first route's)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "PUT", "POST", "DELETE", "PATCH")
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
