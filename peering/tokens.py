@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from peering.errors import InvalidRequestError, InvalidTokenError
 from peering.rules import check_server_address
@@ -133,18 +134,18 @@ def _parse(data: bytes) -> dict[str, Any]:
     return fields
 
 
-def _check_ca(pem: str) -> x509.Certificate:
+def _check_ca(pem: str) -> PublicKeyTypes:
+    """The public key of a CA entry (certificates parse lazily, so the key is loaded here)."""
     if "-----BEGIN" not in pem:
         raise InvalidTokenError("peering token invalid CA: no PEM-encoded data found")
     try:
-        return x509.load_pem_x509_certificate(pem.encode("utf-8", errors="surrogatepass"))
-    except ValueError:
+        return x509.load_pem_x509_certificate(pem.encode("utf-8", errors="surrogatepass")).public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidTokenError("peering token invalid CA: malformed certificate") from None
 
 
-def _verify(ca: x509.Certificate, fields: Mapping[str, Any], signature: str) -> None:
+def _verify(key: PublicKeyTypes, fields: Mapping[str, Any], signature: str) -> None:
     invalid = InvalidTokenError("peering token signature is invalid")
-    key = ca.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise invalid
     try:
@@ -163,13 +164,14 @@ def decode(raw: str) -> PeeringToken:
     ca = _strings(fields, "CA")
     addresses = _strings(fields, "ServerAddresses")
     server_name, peer_id, secret, signature = (_string(fields, key, key) for key in _STRING_FIELDS)
-    remote = fields.get("Remote") or {}
+    remote = fields.get("Remote")
+    remote = {} if remote is None else remote
     if not isinstance(remote, dict):
         raise _type_error(remote, "Remote", "PeeringTokenRemote")
     token_remote = TokenRemote(
         _string(remote, "Datacenter", "Remote.Datacenter"), _string(remote, "Partition", "Remote.Partition")
     )
-    certificates = [_check_ca(pem) for pem in ca]
+    ca_keys = [_check_ca(pem) for pem in ca]
     if not addresses:
         raise InvalidTokenError("peering token server addresses value is empty")
     for address in addresses:
@@ -181,7 +183,7 @@ def decode(raw: str) -> PeeringToken:
         raise InvalidTokenError("peering token server name value is empty")
     if not peer_id:
         raise InvalidTokenError("peering token peer ID value is empty")
-    if not certificates:
+    if not ca_keys:
         raise InvalidTokenError("peering token invalid CA: no CA certificate in token")
-    _verify(certificates[0], fields, signature)
+    _verify(ca_keys[0], fields, signature)
     return PeeringToken(ca, addresses, server_name, peer_id, secret, token_remote)
