@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -9,11 +10,16 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from peering import __version__, background
-from peering.api import errors, peerings, status
-from peering.identity import ClusterIdentity, load_or_create
+from peering import __version__
+from peering.api import errors, peer, peerings, status
+from peering.cluster import Cluster, Timings
+from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
+from peering.inbound import PeerEndpoint
 from peering.leadership import SoleLeadership
+from peering.links import LinkKeeper
 from peering.notifier import LocalNotifier
+from peering.outbound import Outbound
+from peering.peer_client import PeerClient
 from peering.service import PeeringService
 from peering.settings import Settings
 from peering.store.sqlite import SqliteStore
@@ -27,28 +33,44 @@ class Runtime:
 
     settings: Settings
     identity: ClusterIdentity
+    cluster: Cluster
     service: PeeringService
+    endpoint: PeerEndpoint
     advertise_addresses: tuple[str, ...]
 
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, advertise_addresses: Sequence[str], removal_interval: float = 1.0
+    settings: Settings,
+    *,
+    advertise_addresses: Sequence[str],
+    background: bool = True,
+    establish_timeout: float = 3.0,
 ) -> AsyncIterator[Runtime]:
-    """Load the identity, open the store, start the background work; undo it all on exit."""
+    """Load the identity, open the store, start the background work; undo it all on exit.
+
+    `background=False` leaves heartbeats and removals to the caller (tests drive them by hand).
+    """
     identity = load_or_create(settings.data_dir, settings.datacenter)
     store = await SqliteStore.open(settings.data_dir / DATABASE_FILE)
+    peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
     try:
-        service = PeeringService(
-            store,
-            LocalNotifier(),
-            identity,
-            advertise_addresses=advertise_addresses,
-            deletion_grace=settings.heartbeat_timeout,
-        )
-        async with background.running(service, SoleLeadership(), removal_interval=removal_interval):
-            yield Runtime(settings, identity, service, tuple(advertise_addresses))
+        timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
+        cluster = Cluster(store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings)
+        outbound = Outbound(cluster, peers)
+        service = PeeringService(cluster, outbound)
+        runtime = Runtime(settings, identity, cluster, service, PeerEndpoint(cluster), tuple(advertise_addresses))
+        if not background:
+            yield runtime
+            return
+        keeper = asyncio.create_task(LinkKeeper(cluster, service, outbound, SoleLeadership()).run(), name="links")
+        try:
+            yield runtime
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
     finally:
+        await peers.aclose()
         await store.close()
 
 
@@ -70,13 +92,16 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     return app
 
 
-def openapi_json() -> str:
-    """The client API's OpenAPI document as committed in `openapi/openapi.json`."""
-    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"
-
-
 def create_peer_app(runtime: Runtime) -> FastAPI:
     """The server-to-server peering endpoint (served over TLS; not part of the client API spec)."""
     app = FastAPI(title="peering peer protocol", docs_url=None, redoc_url=None, openapi_url=None)
+    errors.install(app)
+    app.include_router(peer.router)
     app.state.service = runtime.service
+    app.state.endpoint = runtime.endpoint
     return app
+
+
+def openapi_json() -> str:
+    """The client API's OpenAPI document as committed in `openapi/openapi.json`."""
+    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"

@@ -6,22 +6,22 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
 from peering import logs
-from peering.app import create_app, create_peer_app, open_runtime
+from peering.app import Runtime, create_app, create_peer_app, open_runtime
 from peering.settings import Settings, split_host_port
 
 log = logging.getLogger("peering.server")
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to `serve`, which stops both listeners together."""
+    """A uvicorn server that leaves signal handling to `serve`, and says when it is listening."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -52,64 +52,85 @@ def _format(sock: socket.socket) -> str:
 
 def _bind(address: str) -> socket.socket:
     host, port = split_host_port(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
-async def serve(settings: Settings, *, on_ready: Callable[[Bound], None] | None = None) -> None:
-    """Run the cluster until SIGTERM/SIGINT (or until both servers stop)."""
+@asynccontextmanager
+async def listening(settings: Settings, **runtime_options: Any) -> AsyncIterator[tuple[Runtime, Bound]]:
+    """Open the runtime and serve both listeners for the duration of the block (no signal handling)."""
     http_sock = _bind(settings.http_addr)
-    peer_sock = _bind(settings.peering_addr)
+    try:
+        peer_sock = _bind(settings.peering_addr)
+    except OSError:
+        http_sock.close()
+        raise
     bound = Bound(_format(http_sock), _format(peer_sock))
     advertise = settings.advertise_addr or bound.peering_addr
-    async with open_runtime(settings, advertise_addresses=[advertise]) as runtime:
-        common = {"lifespan": "off", "access_log": False, "log_config": None, "timeout_graceful_shutdown": 10}
-        http = _Server(uvicorn.Config(create_app(runtime), **common))  # type: ignore[arg-type]
+    async with open_runtime(settings, advertise_addresses=[advertise], **runtime_options) as runtime:
+        common: dict[str, Any] = {
+            "lifespan": "off",
+            "access_log": False,
+            "log_config": None,
+            "timeout_graceful_shutdown": 10,
+            "timeout_keep_alive": 5,
+            "limit_concurrency": 1000,
+        }
+        http = _Server(uvicorn.Config(create_app(runtime), **common))
         peer = _Server(
             uvicorn.Config(
                 create_peer_app(runtime),
                 ssl_certfile=str(runtime.identity.cert_path),
                 ssl_keyfile=str(runtime.identity.key_path),
-                **common,  # type: ignore[arg-type]
+                **common,
             )
         )
-        loop = asyncio.get_running_loop()
-
-        def stop(signame: str) -> None:
-            log.info("received %s, shutting down", signame)
-            http.should_exit = peer.should_exit = True
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop, sig.name)
+        tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]
+        both_ready: asyncio.Future[Any] = asyncio.gather(http.ready.wait(), peer.ready.wait())
         try:
-            tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]
-            both_ready: asyncio.Future[Any] = asyncio.gather(http.ready.wait(), peer.ready.wait())
             await asyncio.wait([both_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            if both_ready.done():
-                log.info(
-                    "cluster ready",
-                    extra={
-                        "cluster_id": runtime.identity.cluster_id,
-                        "datacenter": settings.datacenter,
-                        "http_addr": bound.http_addr,
-                        "peering_addr": bound.peering_addr,
-                        "advertise_addr": advertise,
-                        "data_dir": str(settings.data_dir),
-                    },
-                )
-                if on_ready is not None:
-                    on_ready(bound)
-            else:
-                both_ready.cancel()
-            await asyncio.gather(*tasks)
+            if not both_ready.done():
+                raise OSError("a listener failed to start")
+            yield runtime, bound
+        finally:
+            both_ready.cancel()
+            http.should_exit = peer.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+            http_sock.close()
+            peer_sock.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run the cluster until SIGTERM/SIGINT, then shut down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        log.info("received %s, shutting down", signame)
+        stop.set()
+
+    async with listening(settings) as (runtime, bound):
+        log.info(
+            "cluster ready",
+            extra={
+                "cluster_id": runtime.identity.cluster_id,
+                "datacenter": settings.datacenter,
+                "http_addr": bound.http_addr,
+                "peering_addr": bound.peering_addr,
+                "advertise_addr": runtime.advertise_addresses[0],
+                "data_dir": str(settings.data_dir),
+            },
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            await stop.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -121,7 +142,7 @@ def run(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)  # a clear one-line reason, not a traceback
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""The peering service: every operation a client can ask for, orchestrated over the store.
+"""The operations a client can ask for (SPEC §3, §7), orchestrated over the store and the peer calls.
 
 It never imports the web framework; routes call one method each and get domain objects back.
 """
@@ -6,41 +6,26 @@ It never imports the web framework; routes call one method each and get domain o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 from peering import tokens
+from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
-from peering.errors import PeeringConflictError, PeeringNotFoundError
-from peering.identity import ClusterIdentity
-from peering.notifier import Notifier
+from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError
+from peering.identity import fingerprint
+from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
-from peering.store.base import Store, Transaction
+from peering.store.base import Secrets
 
 log = logging.getLogger("peering.service")
 
 MAX_WAIT = 600.0  # seconds: the longest blocking query (SPEC §3)
 
 T = TypeVar("T")
-
-
-def hash_secret(secret: str) -> str:
-    """SHA-256 hex of a secret: what is stored where the holder never presents it again."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True)
@@ -53,36 +38,49 @@ class TokenRequest:
     server_external_addresses: Sequence[str] = ()
 
 
+@dataclass(frozen=True)
+class EstablishRequest:
+    """What `POST /v1/peering/establish` (and `/check`) asks for, already decoded."""
+
+    name: str
+    token: str
+    partition: str | None = None
+    meta: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Whether establish would succeed with a token, and what the token says about the remote."""
+
+    is_valid: bool
+    error_message: str | None
+    remote_server_name: str = ""
+    remote_datacenter: str = ""
+    remote_peer_id: str = ""
+    remote_server_version: str = ""
+    remote_server_compat_version: str = ""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """An establish that passed every local check."""
+
+    name: str
+    partition: str
+    meta: dict[str, str]
+    token: tokens.PeeringToken
+    remote_cluster: str
+    existing: Peering | None
+
+
 class PeeringService:
-    """Generate tokens, read, list and delete peerings of one cluster."""
+    """Generate tokens, establish, check, read, list and delete peerings of one cluster."""
 
-    def __init__(
-        self,
-        store: Store,
-        notifier: Notifier,
-        identity: ClusterIdentity,
-        *,
-        advertise_addresses: Sequence[str],
-        deletion_grace: float = 120.0,
-        now: Callable[[], datetime] = _utcnow,
-        new_id: Callable[[], str] = _new_uuid,
-        new_secret: Callable[[], str] = _new_uuid,
-    ) -> None:
-        self._store = store
-        self._notifier = notifier
-        self._identity = identity
-        self._advertise = tuple(advertise_addresses)
-        self._deletion_grace = timedelta(seconds=deletion_grace)
-        self._now = now
-        self._new_id = new_id
-        self._new_secret = new_secret
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[Transaction]:
-        """A write transaction whose commit wakes blocking queries."""
-        async with self._store.transaction() as tx:
-            yield tx
-        self._notifier.notify()
+    def __init__(self, cluster: Cluster, outbound: Outbound) -> None:
+        self._cluster = cluster
+        self._store = cluster.store
+        self._outbound = outbound
+        self._name_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def generate_token(self, request: TokenRequest) -> str:
         """Create the acceptor side of a peering (or rotate its secret) and return a signed token.
@@ -91,31 +89,33 @@ class PeeringService:
             InvalidRequestError: bad name, partition, meta or external address.
             PeeringConflictError: the name belongs to a peering this cluster dialed, or is being deleted.
         """
+        cluster = self._cluster
         name = check_peer_name(request.name)
         partition = normalize_partition(request.partition)
         meta = check_meta(request.meta) if request.meta is not None else None
-        addresses = tuple(check_server_address(a) for a in request.server_external_addresses) or self._advertise
-        secret = self._new_secret()
-        async with self._write() as tx:
+        addresses = tuple(check_server_address(a) for a in request.server_external_addresses)
+        secret = cluster.new_secret()
+        async with cluster.write() as tx:
             existing = await tx.get(partition, name)
             if existing is None:
-                peering = Peering(self._new_id(), name, partition, Role.ACCEPTOR, PeeringState.INITIAL, meta or {})
+                peering = Peering(cluster.new_id(), name, partition, Role.ACCEPTOR, PeeringState.INITIAL, meta or {})
             else:
                 peering = self._regenerated(existing, meta)
             saved = await tx.save(peering)
             old = await tx.secrets(saved.id)
             # a new token voids the unused one but keeps the stream secret of a live link
             await tx.set_secrets(saved.id, replace(old, establishment_hash=hash_secret(secret)))
-        log.info("peering token generated", extra={"peer_name": name, "partition": partition, "peering_id": saved.id})
+        log.info("peering token generated", extra=log_fields(saved))
+        me = cluster.identity
         token = tokens.PeeringToken(
-            ca=(self._identity.ca_pem,),
-            server_addresses=addresses,
-            server_name=self._identity.server_name,
+            ca=(me.ca_pem,),
+            server_addresses=addresses or cluster.advertise_addresses,
+            server_name=me.server_name,
             peer_id=saved.id,
             establishment_secret=secret,
-            remote=tokens.TokenRemote(datacenter=self._identity.datacenter, partition=partition),
+            remote=tokens.TokenRemote(datacenter=me.datacenter, partition=partition),
         )
-        return tokens.encode(token, self._identity.sign)
+        return tokens.encode(token, me.sign)
 
     @staticmethod
     def _regenerated(existing: Peering, meta: Mapping[str, str] | None) -> Peering:
@@ -123,16 +123,109 @@ class PeeringService:
             raise PeeringConflictError(
                 f'cannot create peering with name: "{existing.name}"; there is already an established peering'
             )
-        if existing.is_deleted:
-            raise PeeringConflictError(
-                f'cannot create peering with name: "{existing.name}"; the peering is marked for deletion'
-            )
+        _refuse_deleted(existing)
         state = transition(Role.ACCEPTOR, existing.state, Event.TOKEN_GENERATED)
         peering = replace(existing, state=state, meta=existing.meta if meta is None else meta)
         if existing.state is PeeringState.TERMINATED:
             # the old peer is gone; whoever uses the new token is a new remote
-            peering = replace(peering, remote=Remote(), remote_cluster="")
+            peering = replace(
+                peering, remote=Remote(), remote_cluster="", peer_id="", peer_ca_pems=(), peer_server_addresses=()
+            )
         return peering
+
+    async def _plan(self, request: EstablishRequest) -> _Plan:
+        """Every check establish makes before dialing (SPEC §3.2), in Consul's order."""
+        name = check_peer_name(request.name)
+        partition = normalize_partition(request.partition)
+        token = tokens.decode(request.token)
+        meta = check_meta(request.meta)
+        remote_cluster = fingerprint(token.ca[0])
+        if remote_cluster == self._cluster.identity.ca_fingerprint:
+            raise PeeringConflictError("cannot create a peering within the same cluster")
+        existing = await self._store.get(partition, name)
+        if existing is not None:
+            if existing.role is Role.ACCEPTOR:
+                raise PeeringConflictError(
+                    f'cannot create peering with name: "{name}"; there is an existing peering expecting to be dialed'
+                )
+            _refuse_deleted(existing)
+        listed, _ = await self._store.list_peerings(partition)
+        for other in listed:
+            live = not other.is_deleted and other.state is not PeeringState.TERMINATED
+            if live and other.remote_cluster == remote_cluster and other.name != name:
+                raise PeeringConflictError(f'a peering with this cluster already exists: "{other.name}"')
+        return _Plan(name, partition, meta, token, remote_cluster, existing)
+
+    async def establish(self, request: EstablishRequest) -> Peering:
+        """Dial the acceptor named in the token, exchange its one-time secret, and start the link.
+
+        Returns once the exchange is done and the first heartbeat was sent; on any failure nothing
+        is stored.
+
+        Raises:
+            InvalidRequestError: bad name, partition, meta or token; role or cluster conflicts.
+            SecretRejectedError: the token was used, superseded or deleted on the acceptor.
+            PeerError: the acceptor could not be reached or answered badly.
+        """
+        lock = self._name_locks.setdefault((normalize_partition(request.partition), request.name), asyncio.Lock())
+        async with lock:
+            plan = await self._plan(request)
+            peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
+            answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
+            saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+        self._cluster.tracker.forget(saved.id)
+        log.info("peering established", extra={**log_fields(saved), "remote_datacenter": saved.remote.datacenter})
+        # the first heartbeat goes out now, not one interval later: it turns the acceptor ACTIVE
+        await self._outbound.heartbeat(saved)
+        return saved
+
+    async def _save_dialer(self, plan: _Plan, peering_id: str, stream_secret: str) -> Peering:
+        token = plan.token
+        async with self._cluster.write() as tx:
+            current = await tx.get(plan.partition, plan.name)
+            base = current or Peering(peering_id, plan.name, plan.partition, Role.DIALER, PeeringState.INITIAL)
+            saved = await tx.save(
+                replace(
+                    base,
+                    state=transition(Role.DIALER, base.state, Event.ESTABLISHED),
+                    meta=plan.meta,
+                    peer_id=token.peer_id,
+                    peer_ca_pems=token.ca,
+                    peer_server_name=token.server_name,
+                    peer_server_addresses=token.server_addresses,
+                    remote=Remote(token.remote.datacenter, token.remote.partition),
+                    remote_cluster=plan.remote_cluster,
+                )
+            )
+            await tx.set_secrets(saved.id, Secrets(stream_secret=stream_secret))
+        return saved
+
+    async def check(self, request: EstablishRequest) -> CheckResult:
+        """Run every establish check, including a TLS dial and a secret probe, changing nothing (SPEC §7)."""
+        token: tokens.PeeringToken | None = None
+        try:
+            plan = await self._plan(request)
+            token = plan.token
+            answer = await self._outbound.probe(token, plan.partition)
+        except PeeringError as exc:
+            if token is None:
+                token = _decoded_or_none(request.token)
+            return CheckResult(
+                False,
+                exc.message,
+                remote_server_name=token.server_name if token else "",
+                remote_datacenter=token.remote.datacenter if token else "",
+                remote_peer_id=token.peer_id if token else "",
+            )
+        return CheckResult(
+            True,
+            None,
+            remote_server_name=answer["ServerName"],
+            remote_datacenter=answer["Datacenter"],
+            remote_peer_id=token.peer_id,
+            remote_server_version=answer["Version"],
+            remote_server_compat_version=answer["ProtocolVersion"],
+        )
 
     async def read(self, partition: str | None, name: str, *, min_index: int = 0, wait: float = 0.0) -> Peering:
         """One peering by name; with `min_index`, first wait (up to `wait` s) for its index to pass it.
@@ -152,7 +245,7 @@ class PeeringService:
         peering, _ = await self._blocking(snapshot, min_index, wait)
         if peering is None:
             raise PeeringNotFoundError(name)
-        return peering
+        return self._cluster.with_stream(peering)
 
     async def list_peerings(
         self, partition: str | None, *, min_index: int = 0, wait: float = 0.0
@@ -163,7 +256,8 @@ class PeeringService:
             InvalidRequestError: bad partition name.
         """
         part = normalize_partition(partition)
-        return await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
+        peerings, index = await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
+        return [self._cluster.with_stream(p) for p in peerings], index
 
     async def _blocking(
         self, snapshot: Callable[[], Awaitable[tuple[T, int]]], min_index: int, wait: float
@@ -172,7 +266,7 @@ class PeeringService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait, MAX_WAIT)
         while True:
-            watch = self._notifier.watch()  # taken before reading, so no write slips between
+            watch = self._cluster.notifier.watch()  # taken before reading, so no write slips between
             result = await snapshot()
             remaining = deadline - loop.time()
             if min_index <= 0 or result[1] > min_index or remaining <= 0:
@@ -187,8 +281,8 @@ class PeeringService:
             InvalidRequestError: bad partition name.
         """
         part = normalize_partition(partition)
-        now = self._now()
-        async with self._write() as tx:
+        now = self._cluster.now()
+        async with self._cluster.write() as tx:
             existing = await tx.get(part, name)
             if existing is None or existing.is_deleted:
                 return
@@ -201,21 +295,38 @@ class PeeringService:
             has_peer = existing.state is not PeeringState.TERMINATED and (
                 existing.role is Role.DIALER or existing.remote_cluster != ""
             )
-            await tx.schedule_removal(existing.id, now + self._deletion_grace if has_peer else now)
-        log.info("peering deleted", extra={"peer_name": existing.name, "partition": part, "peering_id": existing.id})
+            grace = timedelta(seconds=self._cluster.timings.deletion_grace if has_peer else 0)
+            await tx.schedule_removal(existing.id, now + grace)
+        log.info("peering deleted", extra=log_fields(existing))
+
+    async def remove(self, peering: Peering) -> None:
+        """Remove a deleted peering for good (its peer was told, or its grace period is over)."""
+        async with self._cluster.write() as tx:
+            await tx.remove(peering.id)
+        self._cluster.tracker.forget(peering.id)
+        log.info("peering removed", extra=log_fields(peering))
 
     async def remove_due(self) -> int:
         """Remove every deleted peering whose removal time has come; returns how many."""
-        due = await self._store.due_removals(self._now())
+        due = await self._store.due_removals(self._cluster.now())
         for peering in due:
-            async with self._write() as tx:
-                await tx.remove(peering.id)
-            log.info(
-                "peering removed",
-                extra={"peer_name": peering.name, "partition": peering.partition, "peering_id": peering.id},
-            )
+            await self.remove(peering)
         return len(due)
 
     async def current_index(self) -> int:
         """The index of the last committed write."""
         return await self._store.current_index()
+
+
+def _refuse_deleted(existing: Peering) -> None:
+    if existing.is_deleted:
+        raise PeeringConflictError(
+            f'cannot create peering with name: "{existing.name}"; the peering is marked for deletion'
+        )
+
+
+def _decoded_or_none(raw: str) -> tokens.PeeringToken | None:
+    try:
+        return tokens.decode(raw)
+    except PeeringError:
+        return None

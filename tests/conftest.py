@@ -35,9 +35,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    async with open_runtime(
-        settings, advertise_addresses=[ADVERTISE], removal_interval=3600
-    ) as rt:  # removals run when a test asks
+    # no background work: tests drive heartbeats and removals themselves
+    async with open_runtime(settings, advertise_addresses=[ADVERTISE], background=False) as rt:
         yield rt
 
 

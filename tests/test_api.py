@@ -233,7 +233,7 @@ async def test_blocking_query_times_out_with_the_same_index(client: httpx.AsyncC
 async def test_background_removal_runs_on_its_own(settings: Settings) -> None:
     """With a short interval, the background loop removes a deleted peering without being asked."""
 
-    async with open_runtime(settings, advertise_addresses=["127.0.0.1:8503"], removal_interval=0.01) as rt:
+    async with open_runtime(settings, advertise_addresses=["127.0.0.1:8503"], background=True) as rt:
         transport = httpx.ASGITransport(app=create_app(rt))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             await generate(c)

@@ -22,8 +22,13 @@ LAYERS = {
     "store": 2,
     "settings": 2,
     "logs": 2,
+    "tracker": 2,
+    "peer_client": 2,
+    "cluster": 3,
+    "outbound": 3,
+    "inbound": 3,
     "service": 3,
-    "background": 3,
+    "links": 3,
     "api": 4,
     "app": 5,
     "server": 6,
@@ -35,6 +40,7 @@ FORBIDDEN = {
     1: {"fastapi", "starlette", "pydantic", "httpx", "aiosqlite", "sqlite3", "cryptography", "uvicorn"},
     3: {"fastapi", "starlette", "httpx", "aiosqlite", "sqlite3", "uvicorn"},
     4: {"aiosqlite", "sqlite3", "httpx", "cryptography"},
+    2: {"fastapi", "starlette", "uvicorn"},
 }
 
 

@@ -33,6 +33,7 @@ STATUS: dict[type[PeeringError], int] = {
 }
 
 _DESCRIPTIONS = {
+    405: "Wrong method.",
     400: "Bad input: malformed body, unknown field, invalid name, token, meta or query.",
     403: "Permission denied, or the peering secret was rejected.",
     404: "No peering with that name.",
@@ -68,7 +69,7 @@ async def _peering_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PeeringError)  # noqa: S101 -- registered for PeeringError only
     status = status_for(exc)
     if status >= 500:
-        log.error("request failed: %s", exc.code)
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     return await _text(request, status, exc.message)
 
 

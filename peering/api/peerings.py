@@ -11,13 +11,77 @@ from peering.api.deps import ServiceDep
 from peering.api.errors import error_responses
 from peering.api.query import ReadOptionsDep, WriteOptionsDep
 from peering.api.render import json_response, peering_json, read_headers
-from peering.api.schemas import GenerateTokenRequest, GenerateTokenResponse, PeeringResponse
+from peering.api.schemas import (
+    CheckResponse,
+    EstablishRequest,
+    EstablishResponse,
+    GenerateTokenRequest,
+    GenerateTokenResponse,
+    PeeringResponse,
+)
 from peering.errors import InvalidRequestError
-from peering.service import TokenRequest
+from peering.service import CheckResult, TokenRequest
+from peering.service import EstablishRequest as EstablishCommand
 
 router = APIRouter(prefix="/v1", tags=["peering"])
 
 GenerateTokenBody = Annotated[GenerateTokenRequest, Depends(json_body(GenerateTokenRequest))]
+EstablishBody = Annotated[EstablishRequest, Depends(json_body(EstablishRequest))]
+
+
+def _establish_command(body: EstablishRequest, options: WriteOptionsDep) -> EstablishCommand:
+    if not body.peer_name:
+        raise InvalidRequestError("PeerName is required in the payload when establishing a peering.")
+    if not body.peering_token:
+        raise InvalidRequestError("PeeringToken is required in the payload when establishing a peering.")
+    return EstablishCommand(
+        name=body.peer_name, token=body.peering_token, partition=body.partition or options.partition, meta=body.meta
+    )
+
+
+def _check_json(result: CheckResult) -> dict[str, object]:
+    return {
+        "IsValid": result.is_valid,
+        "ErrorMessage": result.error_message,
+        "RemoteServerName": result.remote_server_name,
+        "RemoteDatacenter": result.remote_datacenter,
+        "RemotePeerID": result.remote_peer_id,
+        "RemoteServerVersion": result.remote_server_version,
+        "RemoteServerCompatVersion": result.remote_server_compat_version,
+    }
+
+
+@router.post(
+    "/peering/establish",
+    operation_id="establishPeering",
+    response_model=EstablishResponse,
+    responses=error_responses(400, 403, 413, 502),
+    openapi_extra=body_openapi(EstablishRequest),
+)
+async def establish(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+    """Establish a peering with the cluster that generated the token.
+
+    Dials it over TLS pinned to the token's CA, exchanges the one-time secret, and answers `{}` once
+    the link is up. A used or superseded token is refused with 403; an unreachable cluster with 502.
+    """
+    await service.establish(_establish_command(body, options))
+    return json_response({}, pretty=options.pretty)
+
+
+@router.post(
+    "/peering/check",
+    operation_id="checkPeeringToken",
+    response_model=CheckResponse,
+    responses=error_responses(400, 413),
+    openapi_extra=body_openapi(EstablishRequest),
+)
+async def check(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+    """Check a token before using it: every establish check, a TLS dial and a secret probe, changing nothing.
+
+    A failed check is still 200, with `IsValid: false` and the message establish would give.
+    """
+    result = await service.check(_establish_command(body, options))
+    return json_response(_check_json(result), pretty=options.pretty)
 
 
 @router.post(

@@ -33,6 +33,10 @@ class Transaction(Protocol):
     def index(self) -> int:
         """The index this transaction's writes carry (taken from the counter on first use)."""
 
+    @property
+    def wrote(self) -> bool:
+        """Whether anything was written (so whether the commit is news)."""
+
     async def get(self, partition: str, name: str) -> Peering | None:
         """The peering named `name` (compared lower-cased) in `partition`."""
 
@@ -85,3 +89,12 @@ class Store(Protocol):
 
     async def due_removals(self, now: datetime) -> list[Peering]:
         """Deleted peerings whose removal time has come."""
+
+    async def awaiting_notice(self, now: datetime) -> list[Peering]:
+        """Deleted peerings still in their grace period: their peer has not been told yet."""
+
+    async def live_links(self) -> list[Peering]:
+        """Peerings, in every partition, that have a peer and are not terminated or deleted."""
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        """The secrets of a peering (empty if none), read outside a transaction."""

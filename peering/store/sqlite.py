@@ -97,6 +97,10 @@ class SqliteTransaction:
         self.partitions: set[str] = set()
 
     @property
+    def wrote(self) -> bool:
+        return self._index is not None
+
+    @property
     def index(self) -> int:
         if self._index is None:
             raise RuntimeError("the transaction has not written yet")
@@ -276,6 +280,36 @@ class SqliteStore:
         async with self._read_lock, self._reader.execute("SELECT value FROM counter WHERE id = 1") as cur:
             row = await cur.fetchone()
         return max(1, int(row[0])) if row else 1
+
+    async def awaiting_notice(self, now: datetime) -> list[Peering]:
+        async with (
+            self._read_lock,
+            self._reader.execute(
+                f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after > ?",
+                (_timestamp(now),),
+            ) as cur,
+        ):
+            return [_from_row(row) for row in await cur.fetchall()]
+
+    async def live_links(self) -> list[Peering]:
+        async with (
+            self._read_lock,
+            self._reader.execute(
+                f"SELECT {_COLUMNS} FROM peerings WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING') "
+                "AND (role = 'dialer' OR remote_cluster != '')"
+            ) as cur,
+        ):
+            return [_from_row(row) for row in await cur.fetchall()]
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        async with (
+            self._read_lock,
+            self._reader.execute(
+                "SELECT establishment_hash, stream_hash, stream_secret FROM secrets WHERE peering_id = ?", (peering_id,)
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return Secrets(*row) if row else Secrets()
 
     async def due_removals(self, now: datetime) -> list[Peering]:
         async with (

@@ -1,0 +1,108 @@
+"""What one running cluster shares between its operations: store, clock, identity, link status.
+
+Every write goes through `Cluster.write()`, whose commit wakes blocking queries and the link keeper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from peering.domain import Event, Peering, transition
+from peering.identity import ClusterIdentity
+from peering.notifier import Notifier
+from peering.store.base import Store, Transaction
+from peering.tracker import StreamTracker
+
+PROTOCOL_VERSION = "1"
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 hex of a secret: what is stored where the holder never presents it again."""
+    return hashlib.sha256(secret.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def same_secret(presented: str, expected: str | None) -> bool:
+    """Constant-time comparison; nothing matches a missing secret."""
+    return expected is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    """A random UUID string (IDs and secrets)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How often and how patiently the cluster talks to its peers (seconds)."""
+
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 120.0
+    establish_timeout: float = 3.0
+
+    @property
+    def deletion_grace(self) -> float:
+        """How long a deleted peering waits for its peer to be told before it is removed anyway."""
+        return self.heartbeat_timeout
+
+
+class Cluster:
+    """The shared context of one cluster's service, endpoint and background work."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        identity: ClusterIdentity,
+        *,
+        advertise_addresses: Sequence[str],
+        timings: Timings = Timings(),
+        now: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = new_uuid,
+        new_secret: Callable[[], str] = new_uuid,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.identity = identity
+        self.advertise_addresses = tuple(advertise_addresses)
+        self.timings = timings
+        self.now = now
+        self.new_id = new_id
+        self.new_secret = new_secret
+        self.tracker = StreamTracker(now())
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Transaction]:
+        """A write transaction whose commit wakes everyone watching the notifier."""
+        async with self.store.transaction() as tx:
+            yield tx
+        if tx.wrote:
+            self.notifier.notify()
+
+    def with_stream(self, peering: Peering) -> Peering:
+        """The peering with its in-memory link status filled in."""
+        return replace(peering, stream=self.tracker.get(peering.id))
+
+    async def apply(self, peering_id: str, event: Event) -> Peering | None:
+        """Apply a link event to the stored peering (re-read inside the transaction, so no update is lost).
+
+        Returns the peering as saved, or None when it is gone or the event changes nothing.
+        """
+        async with self.write() as tx:
+            current = await tx.get_by_id(peering_id)
+            if current is None or current.is_deleted:
+                return None
+            state = transition(current.role, current.state, event)
+            if state is current.state:
+                return None
+            return await tx.save(replace(current, state=state))

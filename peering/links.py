@@ -1,0 +1,131 @@
+"""Background work that keeps links honest while this process leads (SPEC §5, §6):
+
+- a heartbeat task per dialer link (every `--heartbeat-interval`; after a failure, exponential
+  backoff from at most 1 s up to 64 s);
+- acceptor links with no heartbeat for `--heartbeat-timeout` turn `FAILING`;
+- deleted peerings tell their peer, then go; those nobody can tell go after the grace period.
+
+It wakes on every committed write (so a delete or an establish is acted on at once) and on a tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from peering.cluster import Cluster
+from peering.domain import Event, PeeringState, Role
+from peering.leadership import Leadership
+from peering.outbound import Outbound, log_fields
+from peering.service import PeeringService
+
+log = logging.getLogger("peering.links")
+
+MAX_BACKOFF = 64.0
+
+
+class LinkKeeper:
+    """Runs the per-link tasks; `run()` until cancelled."""
+
+    def __init__(self, cluster: Cluster, service: PeeringService, outbound: Outbound, leadership: Leadership) -> None:
+        self._cluster = cluster
+        self._service = service
+        self._outbound = outbound
+        self._leadership = leadership
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tick = min(1.0, cluster.timings.heartbeat_interval)
+
+    async def run(self) -> None:
+        """Reconcile on every write and every tick, until cancelled; then stop every link task."""
+        try:
+            while True:
+                watch = self._cluster.notifier.watch()
+                try:
+                    if await self._leadership.is_leader():
+                        await self._reconcile()
+                except Exception:
+                    # one bad pass must not end the loop; the next one retries
+                    log.exception("keeping links failed")
+                await watch.wait(self._tick)
+        finally:
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        running = self._tasks.get(key)
+        if running is not None and not running.done():
+            work.close()
+            return
+        self._tasks[key] = asyncio.create_task(work, name=f"peering-{key}")
+
+    def _stop(self, key: str) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _reconcile(self) -> None:
+        cluster = self._cluster
+        now = cluster.now()
+        links = await cluster.store.live_links()
+        dialers = {p.id for p in links if p.role is Role.DIALER}
+        for key in [k for k in self._tasks if k.startswith("beat-") and k[5:] not in dialers]:
+            self._stop(key)
+        for peering_id in dialers:
+            self._start(f"beat-{peering_id}", self._beat(peering_id))
+        timeout = cluster.timings.heartbeat_timeout
+        for peering in links:
+            silent = (now - cluster.tracker.silent_since(peering.id)).total_seconds()
+            if peering.role is Role.ACCEPTOR and peering.state is PeeringState.ACTIVE and silent >= timeout:
+                saved = await cluster.apply(peering.id, Event.HEARTBEAT_TIMEOUT)
+                if saved is not None:
+                    log.warning("peering failing: no heartbeat for %.1f s", silent, extra=log_fields(saved))
+        for peering in await cluster.store.awaiting_notice(now):
+            self._start(f"notice-{peering.id}", self._notice(peering.id))
+        await self._service.remove_due()
+
+    async def _beat(self, peering_id: str) -> None:
+        """Heartbeat one dialer link until it is no longer live."""
+        interval = self._cluster.timings.heartbeat_interval
+        failures = 0
+        while True:
+            peering = await self._cluster.store.get_by_id(peering_id)
+            if (
+                peering is None
+                or peering.is_deleted
+                or peering.state not in (PeeringState.ACTIVE, PeeringState.FAILING)
+            ):
+                return
+            try:
+                went_through = await self._outbound.heartbeat(peering)
+            except Exception:
+                log.exception("heartbeat failed unexpectedly", extra=log_fields(peering))
+                went_through = False
+            if went_through:
+                failures, delay = 0, interval
+            else:
+                delay = min(MAX_BACKOFF, min(1.0, interval) * 2**failures)
+                failures += 1
+            await asyncio.sleep(delay)
+
+    async def _notice(self, peering_id: str) -> None:
+        """Tell the peer about a deletion, retrying with backoff, then remove the record."""
+        delay = min(0.1, self._cluster.timings.heartbeat_interval)
+        while True:
+            peering = await self._cluster.store.get_by_id(peering_id)
+            if peering is None:
+                return  # removed meanwhile (grace period over)
+            try:
+                told = await self._outbound.terminate(peering)
+            except Exception:
+                log.exception("telling the peer failed unexpectedly", extra=log_fields(peering))
+                told = False
+            if told:
+                log.info("peer told of the deletion", extra=log_fields(peering))
+                await self._service.remove(peering)
+                return
+            await asyncio.sleep(delay)
+            delay = min(MAX_BACKOFF, delay * 2)

@@ -1,0 +1,134 @@
+"""Calls to another cluster's peering endpoint: HTTPS pinned to the peer's CA and server name.
+
+Translates every httpx failure into the error tree at this boundary (house style rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from peering.errors import InvalidRequestError, PeerProtocolError, PeerUnreachableError, SecretRejectedError
+
+PROTOCOL_PREFIX = "/peering/v1"
+RETRY_PAUSE = 0.15
+_MAX_PEER_TEXT = 512
+_ACTIONS = {
+    "exchange": "exchange peering secret",
+    "heartbeat": "send heartbeat",
+    "terminate": "send termination",
+    "probe": "check peering token",
+}
+
+
+@dataclass(frozen=True)
+class PeerTarget:
+    """Where a peer listens and how to recognise it."""
+
+    addresses: tuple[str, ...]
+    ca_pems: tuple[str, ...]
+    server_name: str
+
+
+def _chain(exc: BaseException) -> str:
+    """The texts of an exception and its causes (httpx wraps the OS error that says what happened)."""
+    texts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(texts) < 5:
+        texts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " | ".join(texts)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """A short, secret-free reason for a failed call, worded like Go's network errors."""
+    text = _chain(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return "i/o timeout"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "tls: failed to verify certificate (unknown authority or wrong server name)"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower() or "UNEXPECTED_EOF" in text:
+        return "tls: handshake failed (the address does not speak TLS)"
+    if "refused" in text.lower():
+        return "connection refused"
+    return str(exc) or type(exc).__name__
+
+
+class PeerClient:
+    """Sends peer-protocol requests; one keep-alive client per set of pinned CAs."""
+
+    def __init__(
+        self,
+        tls_context: Callable[[Sequence[str]], ssl.SSLContext],
+        *,
+        attempt_timeout: float = 2.0,
+    ) -> None:
+        self._tls_context = tls_context
+        self._timeout = attempt_timeout
+        self._clients: dict[tuple[str, ...], httpx.AsyncClient] = {}
+
+    def _client(self, ca_pems: tuple[str, ...]) -> httpx.AsyncClient:
+        client = self._clients.get(ca_pems)
+        if client is None:
+            client = httpx.AsyncClient(
+                verify=self._tls_context(ca_pems),
+                timeout=self._timeout,
+                trust_env=False,  # a proxy from the environment must never sit between two clusters
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+            )
+            self._clients[ca_pems] = client
+        return client
+
+    async def call(self, target: PeerTarget, operation: str, body: dict[str, Any], *, within: float = 0.0) -> Any:
+        """POST `body` to the peer's `operation`, trying each address in turn, retrying until `within` s pass.
+
+        Raises:
+            PeerUnreachableError: no address answered (refused, timed out, TLS rejected).
+            SecretRejectedError: the peer refused the secret (403).
+            InvalidRequestError: the peer refused the request as conflicting (400).
+            PeerProtocolError: the peer answered something the protocol does not allow.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        failures: dict[str, str] = {}
+        while True:
+            for address in target.addresses:
+                try:
+                    return await self._post(target, address, operation, body)
+                except PeerUnreachableError as exc:
+                    failures[address] = exc.message
+            if loop.time() + RETRY_PAUSE >= deadline:
+                raise PeerUnreachableError("; ".join(failures.values()))
+            await asyncio.sleep(RETRY_PAUSE)
+
+    async def _post(self, target: PeerTarget, address: str, operation: str, body: dict[str, Any]) -> Any:
+        url = f"https://{address}{PROTOCOL_PREFIX}/{operation}"
+        try:
+            response = await self._client(target.ca_pems).post(
+                url, json=body, extensions={"sni_hostname": target.server_name}
+            )
+        except httpx.HTTPError as exc:
+            action = _ACTIONS.get(operation, operation)
+            raise PeerUnreachableError(f'failed to {action} through address "{address}": {_reason(exc)}') from exc
+        text = response.text[:_MAX_PEER_TEXT]
+        if response.status_code == 403:
+            raise SecretRejectedError(text)
+        if response.status_code == 400:
+            raise InvalidRequestError(text)
+        if response.status_code != 200:
+            raise PeerProtocolError(f'the peer at "{address}" answered {operation} with status {response.status_code}')
+        try:
+            return response.json()
+        except ValueError:
+            raise PeerProtocolError(f'the peer at "{address}" answered {operation} with malformed JSON') from None
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
