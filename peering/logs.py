@@ -8,7 +8,13 @@ import sys
 from datetime import UTC, datetime
 
 # attributes every LogRecord has; anything else came from `extra=` and is a structured field
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+# (uvicorn's `color_message` is its message again, with terminal colour codes)
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

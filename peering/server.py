@@ -52,7 +52,10 @@ def _format(sock: socket.socket) -> str:
 
 def _bind(address: str) -> socket.socket:
     host, port = split_host_port(address)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on such sockets, and without it every
+    # keep-alive response waits ~40 ms for the client's delayed ACK (Nagle)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
