@@ -62,6 +62,9 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would print query strings (which may carry ?token=); ours does not
     logging.getLogger("uvicorn.access").disabled = True
+    # drivers that log request details (and bound SQL values) at DEBUG stay quiet below WARNING
+    for name in ("aiosqlite", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -102,9 +104,17 @@ async def clusters(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
                 await node.stop()
 
 
-async def test_the_whole_walk(tmp_path: Path) -> None:
+def _secrets_in(data: Path) -> list[str]:
+    """Every secret a cluster stores (clear stream secrets on the dialer, hashes on the acceptor)."""
+    with sqlite3.connect(data / "peering.db") as db:
+        rows = db.execute("SELECT establishment_hash, stream_hash, stream_secret FROM secrets").fetchall()
+    return [value for row in rows for value in row if value]
+
+
+async def test_the_whole_walk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """generate → check → establish → ACTIVE both sides → reuse 403 → failures and recovery both ways
-    → delete on A terminates B → B re-establishes → delete on B terminates A."""
+    → delete on A terminates B → B re-establishes → delete on B terminates A; no secret is ever logged."""
+    caplog.set_level(logging.DEBUG)
     async with clusters(tmp_path) as (a, b):
         token = await a.token("cluster-b", Meta={"env": "prod"})
 
@@ -124,6 +134,9 @@ async def test_the_whole_walk(tmp_path: Path) -> None:
 
         response = await b.establish("cluster-a", token)
         assert (response.status_code, response.content) == (200, b"{}")
+        secrets = [token, json.loads(base64.b64decode(token))["EstablishmentSecret"]]
+        secrets += _secrets_in(a.data) + _secrets_in(b.data)
+        assert len(secrets) >= 4
         on_a = (await a.wait_for("cluster-b", state_is("ACTIVE"))).json()
         on_b = await b.read("cluster-a")
         assert on_b["State"] == "ACTIVE"
@@ -174,6 +187,13 @@ async def test_the_whole_walk(tmp_path: Path) -> None:
         # a terminated acceptor may issue a new token (INITIAL again)
         await a.token("cluster-b")
         assert (await a.read("cluster-b"))["State"] == "INITIAL"
+    logged = caplog.text
+    assert "peering established" in logged
+    assert "peering terminated by peer" in logged
+    assert "peering failing" in logged
+    assert "peering recovered" in logged
+    for secret in secrets:
+        assert secret not in logged
 
 
 def _tamper(token: str, **changes: object) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -214,6 +215,8 @@ class SqliteStore:
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
         """Open (creating and migrating as needed) the database at `path`."""
+        # aiosqlite logs every statement with its bound values at DEBUG, secrets included: never let it
+        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
         writer = await _connect(path)
         try:
             await _migrate(writer)
