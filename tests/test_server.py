@@ -35,6 +35,8 @@ def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
             token = http.post("/v1/peering/token", json={"PeerName": "cluster-02", "Meta": {"env": "prod"}})
             assert token.status_code == 200
             before = http.get("/v1/peering/cluster-02").json()
+        wal = data / "peering.db-wal"
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600  # while running, the WAL holds recent writes
         ca_pem = (data / "ca.pem").read_text()
         assert _tls_server_name(cluster.peering_addr, ca_pem).split(",")[0] == "server.dc1.consul"
         assert cluster.stop(signal.SIGTERM) == 0
@@ -44,7 +46,9 @@ def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
         assert all(token.json()["PeeringToken"] not in line for line in cluster.lines)
         cluster_id = cluster.ready["cluster_id"]
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    assert stat.S_IMODE((data / "ca-key.pem").stat().st_mode) == 0o600
+    secret_files = [data / "ca-key.pem", data / "server-key.pem", *data.glob("peering.db*")]
+    for secret_file in secret_files:
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600, secret_file
 
     with running_cluster(data) as again:
         with httpx.Client(base_url=again.http_url, timeout=10) as http:

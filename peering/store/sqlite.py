@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -217,6 +218,9 @@ class SqliteStore:
         """Open (creating and migrating as needed) the database at `path`."""
         # aiosqlite logs every statement with its bound values at DEBUG, secrets included: never let it
         logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+        # the file holds secrets: create it 0600 (SQLite gives its -wal and -shm files the same mode)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         writer = await _connect(path)
         try:
             await _migrate(writer)
