@@ -62,16 +62,7 @@ class Outbound:
             InvalidRequestError: the acceptor refused (e.g. it already peers with this cluster).
             PeerProtocolError: the answer made no sense.
         """
-        body = {"PeerID": token.peer_id, "EstablishmentSecret": token.establishment_secret}
-        body["Dialer"] = self._identity(partition, peering_id)  # type: ignore[assignment]
-        try:
-            answer = await self._peers.call(
-                token_target(token), "exchange", body, within=self._cluster.timings.establish_timeout
-            )
-        except SecretRejectedError:
-            raise SecretRejectedError(
-                "a new peering token must be generated: invalid peering establishment secret"
-            ) from None
+        answer = await self._present_secret("exchange", token, partition, peering_id)
         return {key: _text(answer, key) for key in ("StreamSecret", "Datacenter", "ServerName", "Version")}
 
     async def probe(self, token: PeeringToken, partition: str) -> dict[str, str]:
@@ -80,17 +71,24 @@ class Outbound:
         Raises:
             SecretRejectedError, PeerUnreachableError, InvalidRequestError, PeerProtocolError: as `exchange`.
         """
-        body = {"PeerID": token.peer_id, "EstablishmentSecret": token.establishment_secret}
-        body["Dialer"] = self._identity(partition, "")  # type: ignore[assignment]
+        answer = await self._present_secret("probe", token, partition, "")
+        return {key: _text(answer, key) for key in ("Datacenter", "ServerName", "Version", "ProtocolVersion")}
+
+    async def _present_secret(self, operation: str, token: PeeringToken, partition: str, peering_id: str) -> Any:
+        """Send the token's establishment secret and our identity to the acceptor (exchange or probe)."""
+        body = {
+            "PeerID": token.peer_id,
+            "EstablishmentSecret": token.establishment_secret,
+            "Dialer": self._identity(partition, peering_id),
+        }
         try:
-            answer = await self._peers.call(
-                token_target(token), "probe", body, within=self._cluster.timings.establish_timeout
+            return await self._peers.call(
+                token_target(token), operation, body, within=self._cluster.timings.establish_timeout
             )
         except SecretRejectedError:
             raise SecretRejectedError(
                 "a new peering token must be generated: invalid peering establishment secret"
             ) from None
-        return {key: _text(answer, key) for key in ("Datacenter", "ServerName", "Version", "ProtocolVersion")}
 
     async def heartbeat(self, peering: Peering) -> bool:
         """Send one heartbeat for a dialer peering and record what it means. True if it went through."""

@@ -22,9 +22,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No PEERING_* or CONSUL_* variable from the outside leaks into a test."""
+    """No PEERING_*, CONSUL_* or proxy variable from the outside leaks into a test."""
     for key in list(os.environ):
-        if key.startswith(("PEERING_", "CONSUL_")):
+        if key.startswith(("PEERING_", "CONSUL_")) or key.lower().endswith("_proxy"):
             monkeypatch.delenv(key)
 
 

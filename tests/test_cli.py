@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,14 +120,6 @@ class Cli:
         out, err = self.capsys.readouterr()
         assert not queue, "not every prepared response was used"
         return Call(code, out, err, requests)
-
-
-@pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CONSUL_*, PEERING_* or proxy variable from the outside reaches a test."""
-    for key in list(os.environ):
-        if key.startswith(("PEERING_", "CONSUL_")) or key.lower().endswith("_proxy"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -15,14 +14,6 @@ from peering.cli import main, serve
 from peering.settings import Settings
 
 SUBCOMMANDS = ["serve", "openapi", "generate-token", "establish", "read", "list", "delete", "check"]
-
-
-@pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No PEERING_* or CONSUL_* variable from the outside reaches a test."""
-    for key in list(os.environ):
-        if key.startswith(("PEERING_", "CONSUL_")):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture
