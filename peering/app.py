@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from peering import __version__
-from peering.api import errors, peer, peerings, status
+from peering.acl import AclService
+from peering.api import acl, errors, peer, peerings, status
+from peering.api.headers import DefaultAclPolicyHeader
 from peering.cluster import Cluster, Timings
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
@@ -22,6 +24,7 @@ from peering.outbound import Outbound
 from peering.peer_client import PeerClient
 from peering.service import PeeringService
 from peering.settings import Settings
+from peering.store.acl_sqlite import SqliteAclStore
 from peering.store.sqlite import SqliteStore
 
 DATABASE_FILE = "peering.db"
@@ -35,6 +38,7 @@ class Runtime:
     identity: ClusterIdentity
     cluster: Cluster
     service: PeeringService
+    acl: AclService
     endpoint: PeerEndpoint
     advertise_addresses: tuple[str, ...]
 
@@ -59,7 +63,12 @@ async def open_runtime(
         cluster = Cluster(store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings)
         outbound = Outbound(cluster, peers)
         service = PeeringService(cluster, outbound)
-        runtime = Runtime(settings, identity, cluster, service, PeerEndpoint(cluster), tuple(advertise_addresses))
+        acls = AclService(
+            SqliteAclStore(store), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy
+        )
+        if settings.acl_enabled and settings.acl_initial_management_token is not None:
+            await acls.ensure_management_token(settings.acl_initial_management_token.get_secret_value())
+        runtime = Runtime(settings, identity, cluster, service, acls, PeerEndpoint(cluster), tuple(advertise_addresses))
         if not background:
             yield runtime
             return
@@ -85,10 +94,14 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(peerings.router)
+    app.include_router(acl.router)
     app.include_router(status.router)
     if runtime is not None:
         app.state.service = runtime.service
+        app.state.acl = runtime.acl
         app.state.leader_address = runtime.advertise_addresses[0]
+        if runtime.acl.enabled:
+            app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
     return app
 
 

@@ -8,7 +8,9 @@ PeeringError                      base: `str(error)` is the exact text shown to 
 │       └── InvalidTransitionError  an event the peering's state does not allow
 ├── PermissionDeniedError         an ACL rule or an unknown ACL secret refuses the caller
 ├── SecretRejectedError           the acceptor refused an establishment or stream secret
-├── PeeringNotFoundError          no peering with that name in that partition
+├── NotFoundError                 a read names something that does not exist
+│   ├── PeeringNotFoundError      no peering with that name in that partition
+│   └── AclNotFoundError          no ACL policy or token with that ID or name
 └── PeerError                     the remote cluster could not be reached or answered badly
     ├── PeerUnreachableError      connection refused, timeout, TLS failure
     └── PeerProtocolError         the remote answered with something we do not understand
@@ -57,10 +59,25 @@ class SecretRejectedError(PeeringError):
     code = "secret_rejected"
 
 
-class PeeringNotFoundError(PeeringError):
-    """No peering has this name in this partition."""
+class NotFoundError(PeeringError):
+    """A read names something that does not exist."""
 
     code = "not_found"
+
+
+class AclNotFoundError(NotFoundError):
+    """No ACL policy or token with that ID or name."""
+
+    code = "acl_not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Requested {what} does not exist")
+
+
+class PeeringNotFoundError(NotFoundError):
+    """No peering has this name in this partition."""
+
+    code = "peering_not_found"
 
     def __init__(self, name: str) -> None:
         super().__init__(f'Peering not found for "{name}"')

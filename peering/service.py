@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import TypeVar
 
 from peering import tokens
+from peering.acl_model import ALLOW_ALL, Access, Level
 from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
-from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError
+from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError, PermissionDeniedError
 from peering.identity import fingerprint
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
@@ -82,18 +83,20 @@ class PeeringService:
         self._outbound = outbound
         self._name_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def generate_token(self, request: TokenRequest) -> str:
+    async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
         """Create the acceptor side of a peering (or rotate its secret) and return a signed token.
 
         Raises:
             InvalidRequestError: bad name, partition, meta or external address.
             PeeringConflictError: the name belongs to a peering this cluster dialed, or is being deleted.
+            PermissionDeniedError: the caller lacks `peering:write`.
         """
         cluster = self._cluster
         name = check_peer_name(request.name)
         partition = normalize_partition(request.partition)
         meta = check_meta(request.meta) if request.meta is not None else None
         addresses = tuple(check_server_address(a) for a in request.server_external_addresses)
+        await access.require("peering", Level.WRITE)
         secret = cluster.new_secret()
         async with cluster.write() as tx:
             existing = await tx.get(partition, name)
@@ -133,12 +136,13 @@ class PeeringService:
             )
         return peering
 
-    async def _plan(self, request: EstablishRequest) -> _Plan:
-        """Every check establish makes before dialing (SPEC §3.2), in Consul's order."""
+    async def _plan(self, request: EstablishRequest, access: Access) -> _Plan:
+        """Every check establish makes before dialing (SPEC §3.2), in Consul's order (ACLs after validation)."""
         name = check_peer_name(request.name)
         partition = normalize_partition(request.partition)
         token = tokens.decode(request.token)
         meta = check_meta(request.meta)
+        await access.require("peering", Level.WRITE)
         remote_cluster = fingerprint(token.ca[0])
         if remote_cluster == self._cluster.identity.ca_fingerprint:
             raise PeeringConflictError("cannot create a peering within the same cluster")
@@ -156,7 +160,7 @@ class PeeringService:
                 raise PeeringConflictError(f'a peering with this cluster already exists: "{other.name}"')
         return _Plan(name, partition, meta, token, remote_cluster, existing)
 
-    async def establish(self, request: EstablishRequest) -> Peering:
+    async def establish(self, request: EstablishRequest, *, access: Access = ALLOW_ALL) -> Peering:
         """Dial the acceptor named in the token, exchange its one-time secret, and start the link.
 
         Returns once the exchange is done and the first heartbeat was sent; on any failure nothing
@@ -166,10 +170,11 @@ class PeeringService:
             InvalidRequestError: bad name, partition, meta or token; role or cluster conflicts.
             SecretRejectedError: the token was used, superseded or deleted on the acceptor.
             PeerError: the acceptor could not be reached or answered badly.
+            PermissionDeniedError: the caller lacks `peering:write`.
         """
         lock = self._name_locks.setdefault((normalize_partition(request.partition), request.name), asyncio.Lock())
         async with lock:
-            plan = await self._plan(request)
+            plan = await self._plan(request, access)
             peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
             answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
             saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
@@ -200,13 +205,19 @@ class PeeringService:
             await tx.set_secrets(saved.id, Secrets(stream_secret=stream_secret))
         return saved
 
-    async def check(self, request: EstablishRequest) -> CheckResult:
-        """Run every establish check, including a TLS dial and a secret probe, changing nothing (SPEC §7)."""
+    async def check(self, request: EstablishRequest, *, access: Access = ALLOW_ALL) -> CheckResult:
+        """Run every establish check, including a TLS dial and a secret probe, changing nothing (SPEC §7).
+
+        Raises:
+            PermissionDeniedError: the caller lacks `peering:write` (every other failure is a result).
+        """
         token: tokens.PeeringToken | None = None
         try:
-            plan = await self._plan(request)
+            plan = await self._plan(request, access)
             token = plan.token
             answer = await self._outbound.probe(token, plan.partition)
+        except PermissionDeniedError:
+            raise
         except PeeringError as exc:
             if token is None:
                 token = _decoded_or_none(request.token)
@@ -227,14 +238,18 @@ class PeeringService:
             remote_server_compat_version=answer["ProtocolVersion"],
         )
 
-    async def read(self, partition: str | None, name: str, *, min_index: int = 0, wait: float = 0.0) -> Peering:
+    async def read(
+        self, partition: str | None, name: str, *, min_index: int = 0, wait: float = 0.0, access: Access = ALLOW_ALL
+    ) -> Peering:
         """One peering by name; with `min_index`, first wait (up to `wait` s) for its index to pass it.
 
         Raises:
             InvalidRequestError: bad partition name.
             PeeringNotFoundError: no such peering (after the wait).
+            PermissionDeniedError: the caller lacks `peering:read`.
         """
         part = normalize_partition(partition)
+        await access.require("peering", Level.READ)
 
         async def snapshot() -> tuple[Peering | None, int]:
             peering = await self._store.get(part, name)
@@ -248,14 +263,16 @@ class PeeringService:
         return self._cluster.with_stream(peering)
 
     async def list_peerings(
-        self, partition: str | None, *, min_index: int = 0, wait: float = 0.0
+        self, partition: str | None, *, min_index: int = 0, wait: float = 0.0, access: Access = ALLOW_ALL
     ) -> tuple[list[Peering], int]:
         """Every peering of a partition sorted by name, and the index to block on next.
 
         Raises:
             InvalidRequestError: bad partition name.
+            PermissionDeniedError: the caller lacks `peering:read`.
         """
         part = normalize_partition(partition)
+        await access.require("peering", Level.READ)
         peerings, index = await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
         return [self._cluster.with_stream(p) for p in peerings], index
 
@@ -274,13 +291,15 @@ class PeeringService:
             if not await watch.wait(remaining):
                 return await snapshot()
 
-    async def delete(self, partition: str | None, name: str) -> None:
+    async def delete(self, partition: str | None, name: str, *, access: Access = ALLOW_ALL) -> None:
         """Mark a peering `TERMINATED` with `DeletedAt`, and schedule its removal. Unknown names are fine.
 
         Raises:
             InvalidRequestError: bad partition name.
+            PermissionDeniedError: the caller lacks `peering:write`.
         """
         part = normalize_partition(partition)
+        await access.require("peering", Level.WRITE)
         now = self._cluster.now()
         async with self._cluster.write() as tx:
             existing = await tx.get(part, name)

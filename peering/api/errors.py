@@ -13,9 +13,9 @@ from starlette.routing import Match
 from peering.api.render import read_headers
 from peering.errors import (
     InvalidRequestError,
+    NotFoundError,
     PeerError,
     PeeringError,
-    PeeringNotFoundError,
     PermissionDeniedError,
     RequestTooLargeError,
     SecretRejectedError,
@@ -28,7 +28,7 @@ STATUS: dict[type[PeeringError], int] = {
     RequestTooLargeError: 413,
     PermissionDeniedError: 403,
     SecretRejectedError: 403,
-    PeeringNotFoundError: 404,
+    NotFoundError: 404,
     PeerError: 502,
 }
 
@@ -36,7 +36,7 @@ _DESCRIPTIONS = {
     405: "Wrong method.",
     400: "Bad input: malformed body, unknown field, invalid name, token, meta or query.",
     403: "Permission denied, or the peering secret was rejected.",
-    404: "No peering with that name.",
+    404: "No such peering (or ACL policy or token).",
     413: "Request body over 1 MiB.",
     502: "The remote cluster could not be reached or answered badly.",
 }

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from peering.api.body import body_openapi, json_body
-from peering.api.deps import ServiceDep
+from peering.api.deps import AccessDep, ServiceDep
 from peering.api.errors import error_responses
 from peering.api.query import ReadOptionsDep, WriteOptionsDep
 from peering.api.render import json_response, peering_json, read_headers
@@ -58,13 +58,13 @@ def _check_json(result: CheckResult) -> dict[str, object]:
     responses=error_responses(400, 403, 413, 502),
     openapi_extra=body_openapi(EstablishRequest),
 )
-async def establish(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+async def establish(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Establish a peering with the cluster that generated the token.
 
     Dials it over TLS pinned to the token's CA, exchanges the one-time secret, and answers `{}` once
     the link is up. A used or superseded token is refused with 403; an unreachable cluster with 502.
     """
-    await service.establish(_establish_command(body, options))
+    await service.establish(_establish_command(body, options), access=access)
     return json_response({}, pretty=options.pretty)
 
 
@@ -72,15 +72,15 @@ async def establish(body: EstablishBody, options: WriteOptionsDep, service: Serv
     "/peering/check",
     operation_id="checkPeeringToken",
     response_model=CheckResponse,
-    responses=error_responses(400, 413),
+    responses=error_responses(400, 403, 413),
     openapi_extra=body_openapi(EstablishRequest),
 )
-async def check(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+async def check(body: EstablishBody, options: WriteOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Check a token before using it: every establish check, a TLS dial and a secret probe, changing nothing.
 
     A failed check is still 200, with `IsValid: false` and the message establish would give.
     """
-    result = await service.check(_establish_command(body, options))
+    result = await service.check(_establish_command(body, options), access=access)
     return json_response(_check_json(result), pretty=options.pretty)
 
 
@@ -88,10 +88,12 @@ async def check(body: EstablishBody, options: WriteOptionsDep, service: ServiceD
     "/peering/token",
     operation_id="generatePeeringToken",
     response_model=GenerateTokenResponse,
-    responses=error_responses(400, 413),
+    responses=error_responses(400, 403, 413),
     openapi_extra=body_openapi(GenerateTokenRequest),
 )
-async def generate_token(body: GenerateTokenBody, options: WriteOptionsDep, service: ServiceDep) -> Response:
+async def generate_token(
+    body: GenerateTokenBody, options: WriteOptionsDep, service: ServiceDep, access: AccessDep
+) -> Response:
     """Generate a one-time token for a peer cluster to establish a peering with this one.
 
     Calling it again for the same name keeps the peering's ID and voids the previous unused token.
@@ -104,7 +106,8 @@ async def generate_token(body: GenerateTokenBody, options: WriteOptionsDep, serv
             partition=body.partition or options.partition,
             meta=body.meta,
             server_external_addresses=body.server_external_addresses or (),
-        )
+        ),
+        access=access,
     )
     return json_response({"PeeringToken": token}, pretty=options.pretty)
 
@@ -113,18 +116,18 @@ async def generate_token(body: GenerateTokenBody, options: WriteOptionsDep, serv
     "/peering/{name}",
     operation_id="readPeering",
     response_model=PeeringResponse,
-    responses=error_responses(400, 404),
+    responses=error_responses(400, 403, 404),
 )
-async def read_peering(name: str, options: ReadOptionsDep, service: ServiceDep) -> Response:
+async def read_peering(name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Read one peering by name (case-insensitive). Supports blocking queries with `index` and `wait`."""
-    peering = await service.read(options.partition, name, min_index=options.index, wait=options.wait)
+    peering = await service.read(options.partition, name, min_index=options.index, wait=options.wait, access=access)
     return json_response(peering_json(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
 
 
-@router.delete("/peering/{name}", operation_id="deletePeering", responses=error_responses(400))
-async def delete_peering(name: str, options: WriteOptionsDep, service: ServiceDep) -> Response:
+@router.delete("/peering/{name}", operation_id="deletePeering", responses=error_responses(400, 403))
+async def delete_peering(name: str, options: WriteOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Delete a peering: it turns `TERMINATED` with `DeletedAt`, then is removed. Unknown names are fine."""
-    await service.delete(options.partition, name)
+    await service.delete(options.partition, name, access=access)
     return Response(status_code=200)
 
 
@@ -146,9 +149,11 @@ async def delete_without_name() -> Response:
     "/peerings",
     operation_id="listPeerings",
     response_model=list[PeeringResponse],
-    responses=error_responses(400),
+    responses=error_responses(400, 403),
 )
-async def list_peerings(options: ReadOptionsDep, service: ServiceDep) -> Response:
+async def list_peerings(options: ReadOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """List the peerings of a partition, sorted by name, every state included. Supports blocking queries."""
-    peerings, index = await service.list_peerings(options.partition, min_index=options.index, wait=options.wait)
+    peerings, index = await service.list_peerings(
+        options.partition, min_index=options.index, wait=options.wait, access=access
+    )
     return json_response([peering_json(p) for p in peerings], pretty=options.pretty, headers=read_headers(index))

@@ -49,4 +49,33 @@ MIGRATIONS: tuple[str, ...] = (
         stream_secret TEXT
     );
     """,
+    # 2: ACL policies and tokens (secrets only as SHA-256 hashes), bootstrap state
+    """
+    CREATE TABLE acl_policies (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        rules TEXT NOT NULL DEFAULT '',
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL
+    );
+    CREATE TABLE acl_tokens (
+        accessor_id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        policy_ids TEXT NOT NULL DEFAULT '[]',
+        management INTEGER NOT NULL DEFAULT 0,
+        expiration_time TEXT,
+        allowed_cidrs TEXT NOT NULL DEFAULT '[]',
+        local INTEGER NOT NULL DEFAULT 0,
+        create_time TEXT NOT NULL,
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL
+    );
+    CREATE TABLE acl_bootstrap (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        done INTEGER NOT NULL
+    );
+    INSERT INTO acl_bootstrap (id, done) VALUES (1, 0);
+    """,
 )

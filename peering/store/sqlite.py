@@ -108,14 +108,14 @@ class SqliteTransaction:
             raise RuntimeError("the transaction has not written yet")
         return self._index
 
-    async def _bump(self, partition: str) -> int:
+    async def _bump(self, partition: str | None = None) -> int:
         if self._index is None:
             async with self._conn.execute("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value") as cur:
                 row = await cur.fetchone()
             if row is None:
                 raise RuntimeError("the index counter row is missing: the database is damaged")
             self._index = int(row[0])
-        if partition not in self.partitions:
+        if partition is not None and partition not in self.partitions:
             self.partitions.add(partition)
             await self._conn.execute(
                 "INSERT INTO partitions (name, modify_index) VALUES (?, ?) "

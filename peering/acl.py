@@ -1,0 +1,294 @@
+"""ACL service (SPEC §8): resolves callers' tokens, decides permissions, manages policies and tokens.
+
+Secrets are shown once (in the answer that creates them) and stored only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from peering.acl_model import ANONYMOUS_ACCESSOR, Access, AclToken, Level, Policy, PolicyLink, allows
+from peering.acl_rules import parse_rules
+from peering.cluster import hash_secret, new_uuid, utcnow
+from peering.errors import AclNotFoundError, InvalidRequestError, PermissionDeniedError
+from peering.store.acl_sqlite import SqliteAclStore
+
+log = logging.getLogger("peering.acl")
+
+MANAGEMENT = PolicyLink("00000000-0000-0000-0000-000000000001", "global-management")
+ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, description="Anonymous Token")
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """A token request's link to a policy, by ID or by name."""
+
+    id: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """What a token create/update asks for."""
+
+    description: str = ""
+    policies: Sequence[PolicyRef] = ()
+    expiration_time: datetime | None = None
+    expiration_ttl: float | None = None  # seconds
+    allowed_cidrs: Sequence[str] = ()
+    secret_id: str | None = None
+    accessor_id: str | None = None
+    local: bool = False
+
+
+class AclService:
+    """ACL state of one cluster."""
+
+    def __init__(
+        self,
+        store: SqliteAclStore,
+        *,
+        enabled: bool,
+        default_policy: str,
+        now: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = new_uuid,
+    ) -> None:
+        self._store = store
+        self.enabled = enabled
+        self.default_policy = default_policy
+        self._now = now
+        self._new_id = new_id
+        self._grants: dict[str, dict[str, Level]] = {}
+
+    # -- resolution and decisions
+
+    def caller(self, secret: str | None, source: str | None) -> Access:
+        """The access of a request carrying `secret` from `source` (everything when ACLs are off)."""
+        return Caller(self, secret, source) if self.enabled else Access()
+
+    async def resolve(self, secret: str | None, source: str | None) -> AclToken:
+        """The token a secret names (anonymous when none).
+
+        Raises:
+            PermissionDeniedError: `ACL not found` for an unknown or expired secret; a source outside the
+                token's AllowedCIDRs.
+        """
+        if not secret:
+            return ANONYMOUS
+        token = await self._store.token_by_secret(hash_secret(secret))
+        if token is None or token.expired(self._now()):
+            raise PermissionDeniedError("ACL not found")
+        if token.allowed_cidrs and not _inside(source, token.allowed_cidrs):
+            raise PermissionDeniedError(
+                f"Permission denied: token with AccessorID '{token.accessor_id}' may not be used from {source}"
+            )
+        return token
+
+    async def permits(self, token: AclToken, resource: str, level: Level) -> bool:
+        """Whether the token's policies grant `level` on `resource`."""
+        if token.management:
+            return True
+        policies = await self._store.policies([link.id for link in token.policies]) if token.policies else []
+        return allows([self._parsed(p) for p in policies], resource, level, self.default_policy == "allow")
+
+    def _parsed(self, policy: Policy) -> dict[str, Level]:
+        if policy.rules not in self._grants:
+            self._grants[policy.rules] = parse_rules(policy.rules)
+        return self._grants[policy.rules]
+
+    # -- bootstrap and the initial management token
+
+    async def bootstrap(self) -> AclToken:
+        """Create the first management token (once).
+
+        Raises:
+            PermissionDeniedError: `ACL bootstrap no longer allowed`.
+        """
+        secret = new_uuid()
+        token = AclToken(
+            self._new_id(), "Bootstrap Token (Global Management)", (MANAGEMENT,), True, create_time=self._now()
+        )
+        saved = await self._store.bootstrap(token, hash_secret(secret))
+        if saved is None:
+            raise PermissionDeniedError("ACL bootstrap no longer allowed")
+        log.info("ACL bootstrapped", extra={"accessor_id": saved.accessor_id})
+        return replace(saved, secret_id=secret)
+
+    async def ensure_management_token(self, secret: str) -> None:
+        """Make sure `--acl-initial-management-token` names a management token."""
+        if await self._store.token_by_secret(hash_secret(secret)) is None:
+            token = AclToken(self._new_id(), "Initial Management Token", (MANAGEMENT,), True, create_time=self._now())
+            await self._store.save_token(token, hash_secret(secret))
+            log.info("initial management token created", extra={"accessor_id": token.accessor_id})
+
+    # -- policies
+
+    async def save_policy(
+        self, access: Access, policy_id: str | None, name: str, description: str, rules: str
+    ) -> Policy:
+        """Create (no ID) or update a policy.
+
+        Raises:
+            InvalidRequestError: missing or bad name, unparsable rules, duplicate name.
+            PermissionDeniedError: the caller lacks `acl:write`.
+            AclNotFoundError: updating a policy that does not exist.
+        """
+        if not name:
+            raise InvalidRequestError("Invalid Policy: no Name is set")
+        parse_rules(rules)
+        await access.require("acl", Level.WRITE)
+        if policy_id is not None and await self._store.policy(id=policy_id) is None:
+            raise AclNotFoundError("policy")
+        return await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+
+    async def read_policy(self, access: Access, *, id: str | None = None, name: str | None = None) -> Policy:
+        """One policy by ID or name.
+
+        Raises:
+            PermissionDeniedError: the caller lacks `acl:read`.
+            AclNotFoundError: no such policy.
+        """
+        await access.require("acl", Level.READ)
+        policy = await self._store.policy(id=id, name=name)
+        if policy is None:
+            raise AclNotFoundError("policy")
+        return policy
+
+    async def list_policies(self, access: Access) -> list[Policy]:
+        """Every policy. Raises PermissionDeniedError without `acl:read`."""
+        await access.require("acl", Level.READ)
+        return await self._store.policies()
+
+    async def delete_policy(self, access: Access, policy_id: str) -> None:
+        """Delete a policy. Raises PermissionDeniedError without `acl:write`, AclNotFoundError if unknown."""
+        await access.require("acl", Level.WRITE)
+        if not await self._store.delete_policy(policy_id):
+            raise AclNotFoundError("policy")
+
+    # -- tokens
+
+    async def _links(self, refs: Sequence[PolicyRef]) -> tuple[PolicyLink, ...]:
+        links: list[PolicyLink] = []
+        for ref in refs:
+            policy = await self._store.policy(id=ref.id) if ref.id else await self._store.policy(name=ref.name)
+            if policy is None:
+                raise InvalidRequestError(
+                    f"Invalid Policy: no policy with {'ID' if ref.id else 'Name'} {ref.id or ref.name!r}"
+                )
+            links.append(PolicyLink(policy.id, policy.name))
+        return tuple(links)
+
+    def _expiry(self, spec: TokenSpec) -> datetime | None:
+        if spec.expiration_time is not None and spec.expiration_ttl is not None:
+            raise InvalidRequestError("Expiration TTL and Expiration Time cannot both be set")
+        if spec.expiration_ttl is not None:
+            if spec.expiration_ttl <= 0:
+                raise InvalidRequestError("Token Expiration TTL must be positive")
+            return self._now() + timedelta(seconds=spec.expiration_ttl)
+        if spec.expiration_time is not None and spec.expiration_time <= self._now():
+            raise InvalidRequestError("ExpirationTime cannot be in the past")
+        return spec.expiration_time
+
+    async def create_token(self, access: Access, spec: TokenSpec) -> AclToken:
+        """Create a token; its SecretID is in the answer and nowhere else, ever.
+
+        Raises:
+            InvalidRequestError: unknown policy, bad expiry or CIDR, secret already used.
+            PermissionDeniedError: the caller lacks `acl:write`.
+        """
+        for cidr in spec.allowed_cidrs:
+            _network(cidr)
+        expiry = self._expiry(spec)
+        await access.require("acl", Level.WRITE)
+        secret = spec.secret_id or new_uuid()
+        token = AclToken(
+            accessor_id=spec.accessor_id or self._new_id(),
+            description=spec.description,
+            policies=await self._links(spec.policies),
+            expiration_time=expiry,
+            allowed_cidrs=tuple(spec.allowed_cidrs),
+            create_time=self._now(),
+            local=spec.local,
+        )
+        saved = await self._store.save_token(token, hash_secret(secret))
+        return replace(saved, secret_id=secret)
+
+    async def update_token(self, access: Access, accessor_id: str, spec: TokenSpec) -> AclToken:
+        """Change a token's description, policies and address limits (its secret never changes).
+
+        Raises:
+            InvalidRequestError, PermissionDeniedError: as `create_token`; AclNotFoundError if unknown.
+        """
+        for cidr in spec.allowed_cidrs:
+            _network(cidr)
+        await access.require("acl", Level.WRITE)
+        current = await self._store.token(accessor_id)
+        if current is None:
+            raise AclNotFoundError("token")
+        changed = replace(
+            current,
+            description=spec.description,
+            policies=current.policies if current.management else await self._links(spec.policies),
+            allowed_cidrs=tuple(spec.allowed_cidrs),
+        )
+        return await self._store.save_token(changed)
+
+    async def read_token(self, access: Access, accessor_id: str) -> AclToken:
+        """One token (never its secret). Raises PermissionDeniedError without `acl:read`; AclNotFoundError."""
+        await access.require("acl", Level.READ)
+        token = await self._store.token(accessor_id)
+        if token is None:
+            raise AclNotFoundError("token")
+        return token
+
+    async def self_token(self, secret: str | None, source: str | None) -> AclToken:
+        """The caller's own token. Raises PermissionDeniedError (`ACL not found`) for an unknown secret."""
+        if not secret:
+            raise PermissionDeniedError("ACL not found")
+        return await self.resolve(secret, source)
+
+    async def list_tokens(self, access: Access) -> list[AclToken]:
+        """Every token. Raises PermissionDeniedError without `acl:read`."""
+        await access.require("acl", Level.READ)
+        return await self._store.tokens()
+
+    async def delete_token(self, access: Access, accessor_id: str) -> None:
+        """Delete a token: it stops working at once. Raises PermissionDeniedError; AclNotFoundError."""
+        await access.require("acl", Level.WRITE)
+        if not await self._store.delete_token(accessor_id):
+            raise AclNotFoundError("token")
+
+
+class Caller(Access):
+    """A request's access with ACLs on: the token is resolved when a permission is first needed."""
+
+    def __init__(self, acl: AclService, secret: str | None, source: str | None) -> None:
+        self._acl = acl
+        self._secret = secret
+        self._source = source
+
+    async def require(self, resource: str, level: Level) -> None:
+        token = await self._acl.resolve(self._secret, self._source)
+        if not await self._acl.permits(token, resource, level):
+            raise PermissionDeniedError(
+                f"Permission denied: token with AccessorID '{token.accessor_id}' lacks permission '{resource}:{level}'"
+            )
+
+
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise InvalidRequestError(f"Invalid AllowedCIDRs entry {cidr[:64]!r}: not a CIDR block") from None
+
+
+def _inside(source: str | None, cidrs: Sequence[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(source or "")
+    except ValueError:
+        return False
+    return any(address in _network(cidr) for cidr in cidrs)
