@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -15,11 +16,13 @@ from peering.acl_model import ANONYMOUS_ACCESSOR, Access, AclToken, Level, Polic
 from peering.acl_rules import parse_rules
 from peering.cluster import hash_secret, new_uuid, utcnow
 from peering.errors import AclNotFoundError, InvalidRequestError, PermissionDeniedError
-from peering.store.acl_sqlite import SqliteAclStore
+from peering.store.base import AclStore
 
 log = logging.getLogger("peering.acl")
 
 MANAGEMENT = PolicyLink("00000000-0000-0000-0000-000000000001", "global-management")
+MANAGEMENT_RULES = 'acl = "write"\noperator = "write"\npeering = "write"\n'
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, description="Anonymous Token")
 
 
@@ -50,7 +53,7 @@ class AclService:
 
     def __init__(
         self,
-        store: SqliteAclStore,
+        store: AclStore,
         *,
         enabled: bool,
         default_policy: str,
@@ -118,11 +121,20 @@ class AclService:
         log.info("ACL bootstrapped", extra={"accessor_id": saved.accessor_id})
         return replace(saved, secret_id=secret)
 
-    async def ensure_management_token(self, secret: str) -> None:
-        """Make sure `--acl-initial-management-token` names a management token."""
-        if await self._store.token_by_secret(hash_secret(secret)) is None:
+    async def start(self, initial_management_secret: str | None = None) -> None:
+        """Create what ACLs need on first start: the builtin `global-management` policy and, when configured,
+        the initial management token (which, as in Consul, also ends the chance to bootstrap)."""
+        if await self._store.policy(id=MANAGEMENT.id) is None:
+            await self._store.save_policy(
+                Policy(MANAGEMENT.id, MANAGEMENT.name, "Builtin Policy that grants unlimited access", MANAGEMENT_RULES)
+            )
+        if initial_management_secret is None:
+            return
+        secret_hash = hash_secret(initial_management_secret)
+        if await self._store.token_by_secret(secret_hash) is None:
             token = AclToken(self._new_id(), "Initial Management Token", (MANAGEMENT,), True, create_time=self._now())
-            await self._store.save_token(token, hash_secret(secret))
+            if await self._store.bootstrap(token, secret_hash) is None:
+                await self._store.save_token(token, secret_hash)
             log.info("initial management token created", extra={"accessor_id": token.accessor_id})
 
     # -- policies
@@ -141,8 +153,14 @@ class AclService:
             raise InvalidRequestError("Invalid Policy: no Name is set")
         parse_rules(rules)
         await access.require("acl", Level.WRITE)
-        if policy_id is not None and await self._store.policy(id=policy_id) is None:
-            raise AclNotFoundError("policy")
+        if policy_id is not None:
+            current = await self._store.policy(id=policy_id)
+            if current is None:
+                raise AclNotFoundError("policy")
+            if policy_id == MANAGEMENT.id and rules != current.rules:
+                raise InvalidRequestError(
+                    "Changing the Rules for the builtin global-management policy is not permitted"
+                )
         return await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
 
     async def read_policy(self, access: Access, *, id: str | None = None, name: str | None = None) -> Policy:
@@ -166,6 +184,8 @@ class AclService:
     async def delete_policy(self, access: Access, policy_id: str) -> None:
         """Delete a policy. Raises PermissionDeniedError without `acl:write`, AclNotFoundError if unknown."""
         await access.require("acl", Level.WRITE)
+        if policy_id == MANAGEMENT.id:
+            raise InvalidRequestError("Delete operation not permitted on the builtin global-management policy")
         if not await self._store.delete_policy(policy_id):
             raise AclNotFoundError("policy")
 
@@ -202,6 +222,11 @@ class AclService:
         """
         for cidr in spec.allowed_cidrs:
             _network(cidr)
+        for label, value in (("AccessorID", spec.accessor_id), ("SecretID", spec.secret_id)):
+            if value is not None:
+                _check_uuid(label, value)
+        if spec.accessor_id in (ANONYMOUS_ACCESSOR, MANAGEMENT.id):
+            raise InvalidRequestError("Invalid Token: AccessorID is reserved")
         expiry = self._expiry(spec)
         await access.require("acl", Level.WRITE)
         secret = spec.secret_id or new_uuid()
@@ -225,10 +250,16 @@ class AclService:
         """
         for cidr in spec.allowed_cidrs:
             _network(cidr)
+        if spec.expiration_time is not None or spec.expiration_ttl is not None:
+            raise InvalidRequestError("Cannot change expiration time")
         await access.require("acl", Level.WRITE)
         current = await self._store.token(accessor_id)
         if current is None:
             raise AclNotFoundError("token")
+        if spec.secret_id is not None:
+            holder = await self._store.token_by_secret(hash_secret(spec.secret_id))
+            if holder is None or holder.accessor_id != accessor_id:
+                raise InvalidRequestError("Cannot change a token's SecretID")
         changed = replace(
             current,
             description=spec.description,
@@ -256,9 +287,19 @@ class AclService:
         await access.require("acl", Level.READ)
         return await self._store.tokens()
 
-    async def delete_token(self, access: Access, accessor_id: str) -> None:
-        """Delete a token: it stops working at once. Raises PermissionDeniedError; AclNotFoundError."""
+    async def delete_token(self, access: Access, accessor_id: str, secret: str | None = None) -> None:
+        """Delete a token: it stops working at once (not the one the request itself carries, `secret`).
+
+        Raises:
+            PermissionDeniedError: the caller lacks `acl:write`.
+            InvalidRequestError: the request's own token.
+            AclNotFoundError: no such token.
+        """
         await access.require("acl", Level.WRITE)
+        if secret:
+            own = await self._store.token_by_secret(hash_secret(secret))
+            if own is not None and own.accessor_id == accessor_id:
+                raise InvalidRequestError("Deletion of the request's authorization token is not permitted")
         if not await self._store.delete_token(accessor_id):
             raise AclNotFoundError("token")
 
@@ -284,6 +325,11 @@ def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         raise InvalidRequestError(f"Invalid AllowedCIDRs entry {cidr[:64]!r}: not a CIDR block") from None
+
+
+def _check_uuid(label: str, value: str) -> None:
+    if _UUID.fullmatch(value) is None:
+        raise InvalidRequestError(f"Invalid Token: {label} must be a valid UUID")
 
 
 def _inside(source: str | None, cidrs: Sequence[str]) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -14,7 +15,7 @@ from peering import __version__
 from peering.acl import AclService
 from peering.api import acl, errors, peer, peerings, status
 from peering.api.headers import DefaultAclPolicyHeader
-from peering.cluster import Cluster, Timings
+from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
 from peering.leadership import SoleLeadership
@@ -50,6 +51,7 @@ async def open_runtime(
     advertise_addresses: Sequence[str],
     background: bool = True,
     establish_timeout: float = 3.0,
+    clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[Runtime]:
     """Load the identity, open the store, start the background work; undo it all on exit.
 
@@ -60,14 +62,17 @@ async def open_runtime(
     peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
     try:
         timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
-        cluster = Cluster(store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings)
+        cluster = Cluster(
+            store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings, now=clock
+        )
         outbound = Outbound(cluster, peers)
         service = PeeringService(cluster, outbound)
         acls = AclService(
-            SqliteAclStore(store), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy
+            SqliteAclStore(store), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
         )
-        if settings.acl_enabled and settings.acl_initial_management_token is not None:
-            await acls.ensure_management_token(settings.acl_initial_management_token.get_secret_value())
+        if settings.acl_enabled:
+            initial = settings.acl_initial_management_token
+            await acls.start(initial.get_secret_value() if initial is not None else None)
         runtime = Runtime(settings, identity, cluster, service, acls, PeerEndpoint(cluster), tuple(advertise_addresses))
         if not background:
             yield runtime

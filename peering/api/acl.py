@@ -224,9 +224,9 @@ async def read_token(
 
 
 @router.delete("/token/{accessor_id}", operation_id="aclTokenDelete", responses=_R)
-async def delete_token(accessor_id: str, acl: AclDep, access: AccessDep) -> Response:
+async def delete_token(accessor_id: str, acl: AclDep, access: AccessDep, secret: SecretDep) -> Response:
     """Delete a token (needs `acl:write`); it stops working at once. Answers `true`."""
-    await acl.delete_token(access, accessor_id)
+    await acl.delete_token(access, accessor_id, secret)
     return json_response(True, pretty=False)
 
 

@@ -147,7 +147,7 @@ class PeeringClient:
             body["Meta"] = dict(meta)
         if server_external_addresses:
             body["ServerExternalAddresses"] = server_external_addresses
-        answer = self._request("POST", "/v1/peering/token", body)
+        answer = self.request("POST", "/v1/peering/token", body)
         token = answer.get("PeeringToken") if isinstance(answer, dict) else None
         if not isinstance(token, str):
             raise InvalidResponseError("response has no PeeringToken")
@@ -162,7 +162,7 @@ class PeeringClient:
         body: JSONObject = {"PeerName": name, "PeeringToken": peering_token, **self._partition_field()}
         if meta:
             body["Meta"] = dict(meta)
-        self._request("POST", "/v1/peering/establish", body)
+        self.request("POST", "/v1/peering/establish", body)
 
     def read(self, name: str) -> JSONObject | None:
         """`GET /v1/peering/<name>`: the peering, or None when there is none by that name.
@@ -171,7 +171,7 @@ class PeeringClient:
             ApiError: the request failed or was refused.
         """
         try:
-            answer = self._request("GET", f"/v1/peering/{quote(name, safe='')}")
+            answer = self.request("GET", f"/v1/peering/{quote(name, safe='')}")
         except UnexpectedResponseError as exc:
             if exc.status == 404:
                 return None
@@ -184,7 +184,7 @@ class PeeringClient:
         Raises:
             ApiError: the request failed or was refused.
         """
-        answer = self._request("GET", "/v1/peerings")
+        answer = self.request("GET", "/v1/peerings")
         if not isinstance(answer, list):
             raise InvalidResponseError("expected a JSON array")
         return [_object(item) for item in answer]
@@ -195,7 +195,7 @@ class PeeringClient:
         Raises:
             ApiError: the request failed or was refused.
         """
-        self._request("DELETE", f"/v1/peering/{quote(name, safe='')}", parse=False)
+        self.request("DELETE", f"/v1/peering/{quote(name, safe='')}", parse=False)
 
     def check(self, name: str, peering_token: str) -> JSONObject:
         """`POST /v1/peering/check`: whether establish would succeed with this token.
@@ -204,7 +204,7 @@ class PeeringClient:
             ApiError: the request failed or was refused.
         """
         body: JSONObject = {"PeerName": name, "PeeringToken": peering_token, **self._partition_field()}
-        result = _object(self._request("POST", "/v1/peering/check", body))
+        result = _object(self.request("POST", "/v1/peering/check", body))
         if not isinstance(result.get("IsValid"), bool):
             raise InvalidResponseError("response has no IsValid")
         return result
@@ -212,7 +212,12 @@ class PeeringClient:
     def _partition_field(self) -> JSONObject:
         return {"Partition": self._partition} if self._partition else {}
 
-    def _request(self, method: str, path: str, body: JSONObject | None = None, *, parse: bool = True) -> Any:
+    def request(self, method: str, path: str, body: JSONObject | None = None, *, parse: bool = True) -> Any:
+        """Send one request (with the partition, if any) and return the decoded JSON answer.
+
+        Raises:
+            ApiError: the request failed, or the answer is not 200 (or, with `parse`, not JSON).
+        """
         params = {"partition": self._partition} if self._partition else None
         request = self._http.build_request(method, path, params=params, json=body)
         try:

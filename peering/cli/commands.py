@@ -28,11 +28,11 @@ class CommandError(Exception):
 
 def generate_token(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering generate-token`: print a new token for the peer `-name`."""
-    name = _required(args.name, "-name")
-    output = _format(args.format)
+    name = required(args.name, "-name")
+    output = output_format(args.format)
     meta = parse_meta(args.meta)
     addresses = split_addresses(args.server_external_addresses)
-    with _client(args, transport) as api, _failing_as(f"Error generating peering token for {name}"):
+    with client_for(args, transport) as api, failing_as(f"Error generating peering token for {name}"):
         token = api.generate_token(name, meta=meta, server_external_addresses=addresses)
     # one line, so scripts can `jq -r .PeeringToken` or grep it
     print(token if output == "pretty" else json.dumps({"PeeringToken": token}))
@@ -41,10 +41,10 @@ def generate_token(args: argparse.Namespace, transport: httpx.BaseTransport | No
 
 def establish(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering establish`: dial the cluster that issued `-peering-token`."""
-    name = _required(args.name, "-name")
-    token = _required(args.peering_token, "-peering-token")
+    name = required(args.name, "-name")
+    token = required(args.peering_token, "-peering-token")
     meta = parse_meta(args.meta)
-    with _client(args, transport) as api, _failing_as(f"Error establishing peering for {name}"):
+    with client_for(args, transport) as api, failing_as(f"Error establishing peering for {name}"):
         api.establish(name, token, meta=meta)
     print(f"Successfully established peering connection with {name}")
     return 0
@@ -52,9 +52,9 @@ def establish(args: argparse.Namespace, transport: httpx.BaseTransport | None) -
 
 def read(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering read`: show one peering."""
-    name = _required(args.name, "-name")
-    output = _format(args.format)
-    with _client(args, transport) as api, _failing_as("Error reading peering"):
+    name = required(args.name, "-name")
+    output = output_format(args.format)
+    with client_for(args, transport) as api, failing_as("Error reading peering"):
         peering = api.read(name)
     if peering is None:
         raise CommandError(f"No peering with name {name} found.")
@@ -64,8 +64,8 @@ def read(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int
 
 def list_peerings(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering list`: every peering of the partition, sorted by name."""
-    output = _format(args.format)
-    with _client(args, transport) as api, _failing_as("Error listing peerings"):
+    output = output_format(args.format)
+    with client_for(args, transport) as api, failing_as("Error listing peerings"):
         peerings = sort_by_name(api.list_peerings())
     if output == "json":
         print(to_json(peerings))
@@ -78,8 +78,8 @@ def list_peerings(args: argparse.Namespace, transport: httpx.BaseTransport | Non
 
 def delete(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering delete`: start deleting the peering `-name`."""
-    name = _required(args.name, "-name")
-    with _client(args, transport) as api, _failing_as(f"Error deleting peering for {name}"):
+    name = required(args.name, "-name")
+    with client_for(args, transport) as api, failing_as(f"Error deleting peering for {name}"):
         api.delete(name)
     print(f"Successfully submitted peering connection, {name}, for deletion")
     return 0
@@ -87,10 +87,10 @@ def delete(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> i
 
 def check(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     """`peering check`: would `establish` succeed with this token? Exit 0 if so, 1 if not."""
-    name = _required(args.name, "-name")
-    token = _required(args.peering_token, "-peering-token")
-    output = _format(args.format)
-    with _client(args, transport) as api, _failing_as(f"Error checking peering token for {name}"):
+    name = required(args.name, "-name")
+    token = required(args.peering_token, "-peering-token")
+    output = output_format(args.format)
+    with client_for(args, transport) as api, failing_as(f"Error checking peering token for {name}"):
         result = api.check(name, token)
     valid: bool = result["IsValid"]
     if output == "json":
@@ -123,19 +123,19 @@ def split_addresses(values: Sequence[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-def _required(value: str | None, flag: str) -> str:
+def required(value: str | None, flag: str) -> str:
     if not value:
         raise CommandError(f"Missing the required {flag} flag")
     return value
 
 
-def _format(value: str) -> str:
+def output_format(value: str) -> str:
     if value not in FORMATS:
         raise CommandError("Invalid format, valid formats are {json|pretty}")
     return value
 
 
-def _client(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> PeeringClient:
+def client_for(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> PeeringClient:
     try:
         config = ApiConfig.resolve(
             os.environ,
@@ -150,7 +150,7 @@ def _client(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
 
 
 @contextmanager
-def _failing_as(prefix: str) -> Iterator[None]:
+def failing_as(prefix: str) -> Iterator[None]:
     """Turn an API failure into `<prefix>: <error>`, Consul's wording."""
     try:
         yield

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from peering.acl_model import AclToken, Policy
 from peering.domain import Peering
 
 
@@ -98,3 +99,45 @@ class Store(Protocol):
 
     async def secrets(self, peering_id: str) -> Secrets:
         """The secrets of a peering (empty if none), read outside a transaction."""
+
+
+class AclStore(Protocol):
+    """Durable ACL policies and tokens of one cluster (token secrets only as SHA-256 hashes)."""
+
+    async def policies(self, ids: list[str] | None = None) -> list[Policy]:
+        """Every policy sorted by name, or only those with these IDs."""
+
+    async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
+        """One policy by ID or by name."""
+
+    async def save_policy(self, policy: Policy) -> Policy:
+        """Insert or update a policy; returns it with its indexes set.
+
+        Raises:
+            InvalidRequestError: another policy has this name.
+        """
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        """Delete a policy (tokens lose the link); False if there was none."""
+
+    async def tokens(self) -> list[AclToken]:
+        """Every token, oldest first."""
+
+    async def token(self, accessor_id: str) -> AclToken | None:
+        """One token by AccessorID."""
+
+    async def token_by_secret(self, secret_hash: str) -> AclToken | None:
+        """The token whose secret hashes to `secret_hash`."""
+
+    async def save_token(self, token: AclToken, secret_hash: str | None = None) -> AclToken:
+        """Insert a new token (with its secret's hash) or, without a hash, update an existing one.
+
+        Raises:
+            InvalidRequestError: the secret or the AccessorID is already in use by another token.
+        """
+
+    async def bootstrap(self, token: AclToken, secret_hash: str) -> AclToken | None:
+        """Insert the bootstrap token, unless a bootstrap was done before (then None)."""
+
+    async def delete_token(self, accessor_id: str) -> bool:
+        """Delete a token; False if there was none."""

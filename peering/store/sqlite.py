@@ -108,7 +108,8 @@ class SqliteTransaction:
             raise RuntimeError("the transaction has not written yet")
         return self._index
 
-    async def _bump(self, partition: str | None = None) -> int:
+    async def bump(self, partition: str | None = None) -> int:
+        """The transaction's index (taken from the counter on first use); marks `partition` as changed."""
         if self._index is None:
             async with self._conn.execute("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value") as cur:
                 row = await cur.fetchone()
@@ -124,6 +125,16 @@ class SqliteTransaction:
             )
         return self._index
 
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one statement in the transaction (for the other SQLite tables); the rows it changed."""
+        async with self._conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def fetch_row(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """The first row of a query in the transaction, or None."""
+        async with self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
     async def get(self, partition: str, name: str) -> Peering | None:
         return await _fetch_one(
             self._conn,
@@ -135,7 +146,7 @@ class SqliteTransaction:
         return await _fetch_one(self._conn, f"SELECT {_COLUMNS} FROM peerings WHERE id = ?", (peering_id,))
 
     async def save(self, peering: Peering) -> Peering:
-        index = await self._bump(peering.partition)
+        index = await self.bump(peering.partition)
         existing = await self.get_by_id(peering.id)
         create_index = existing.create_index if existing else index
         saved = replace(peering, create_index=create_index, modify_index=index)
@@ -169,7 +180,7 @@ class SqliteTransaction:
     async def remove(self, peering_id: str) -> None:
         existing = await self.get_by_id(peering_id)
         if existing is not None:
-            await self._bump(existing.partition)
+            await self.bump(existing.partition)
             await self._conn.execute("DELETE FROM peerings WHERE id = ?", (peering_id,))
 
     async def secrets(self, peering_id: str) -> Secrets:
@@ -247,6 +258,11 @@ class SqliteStore:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
+
+    async def read_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of a query on the reader (for the other SQLite tables)."""
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
 
     async def get(self, partition: str, name: str) -> Peering | None:
         async with self._read_lock:
