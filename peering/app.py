@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -98,6 +99,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    _document(app)
     app.include_router(peerings.router)
     app.include_router(acl.router)
     app.include_router(status.router)
@@ -108,6 +110,18 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if runtime.acl.enabled:
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
     return app
+
+
+def _document(app: FastAPI) -> None:
+    """Generate the OpenAPI document once, corrected by `errors.document`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = errors.document(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_peer_app(runtime: Runtime) -> FastAPI:

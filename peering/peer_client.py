@@ -45,18 +45,29 @@ def _chain(exc: BaseException) -> str:
     return " | ".join(texts)
 
 
-def _reason(exc: httpx.HTTPError) -> str:
-    """A short, secret-free reason for a failed call, worded like Go's network errors."""
+def _reason(exc: httpx.HTTPError) -> tuple[str, bool]:
+    """A short, secret-free reason for a failed call, worded like Go's network errors, and whether it is
+    lasting: a server with the wrong certificate, or one that does not speak TLS, will not change by retrying."""
     text = _chain(exc)
     if isinstance(exc, httpx.TimeoutException):
-        return "i/o timeout"
+        return "i/o timeout", False
     if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "tls: failed to verify certificate (unknown authority or wrong server name)"
-    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower() or "UNEXPECTED_EOF" in text:
-        return "tls: handshake failed (the address does not speak TLS)"
+        return "tls: failed to verify certificate (unknown authority or wrong server name)", True
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
+        return "tls: handshake failed (the address does not speak TLS)", True
+    if "UNEXPECTED_EOF" in text:  # also a server going down mid-handshake: worth another try
+        return "tls: handshake failed (the address does not speak TLS)", False
     if "refused" in text.lower():
-        return "connection refused"
-    return str(exc) or type(exc).__name__
+        return "connection refused", False
+    return str(exc) or type(exc).__name__, False
+
+
+class _AddressFailedError(PeerUnreachableError):
+    """One address failed; `lasting` when retrying it cannot help."""
+
+    def __init__(self, message: str, lasting: bool) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class PeerClient:
@@ -97,12 +108,14 @@ class PeerClient:
         deadline = loop.time() + within
         failures: dict[str, str] = {}
         while True:
+            lasting = True
             for address in target.addresses:
                 try:
                     return await self._post(target, address, operation, body)
-                except PeerUnreachableError as exc:
+                except _AddressFailedError as exc:
                     failures[address] = exc.message
-            if loop.time() + RETRY_PAUSE >= deadline:
+                    lasting = lasting and exc.lasting
+            if lasting or loop.time() + RETRY_PAUSE >= deadline:
                 raise PeerUnreachableError("; ".join(failures.values()))
             await asyncio.sleep(RETRY_PAUSE)
 
@@ -114,7 +127,8 @@ class PeerClient:
             )
         except httpx.HTTPError as exc:
             action = _ACTIONS.get(operation, operation)
-            raise PeerUnreachableError(f'failed to {action} through address "{address}": {_reason(exc)}') from exc
+            reason, lasting = _reason(exc)
+            raise _AddressFailedError(f'failed to {action} through address "{address}": {reason}', lasting) from exc
         text = response.text[:_MAX_PEER_TEXT]
         if response.status_code == 403:
             raise SecretRejectedError(text)

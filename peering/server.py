@@ -19,6 +19,8 @@ from peering.settings import Settings, split_host_port
 
 log = logging.getLogger("peering.server")
 
+CLOSE_GRACE = 0.5  # seconds a closing connection gets to finish its TLS goodbye during shutdown
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to `serve`, and says when it is listening."""
@@ -35,6 +37,23 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes idle keep-alive connections at once, but a TLS close waits for the client's
+        # close_notify, which an idle pooled client (a peer's) never sends: without this, such a
+        # connection holds the shutdown for the whole graceful timeout. Requests in flight still finish.
+        aborter = asyncio.create_task(self._abort_closing_after(CLOSE_GRACE))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            aborter.cancel()
+
+    async def _abort_closing_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for connection in list(self.server_state.connections):
+            transport: asyncio.BaseTransport | None = getattr(connection, "transport", None)
+            if transport is not None and transport.is_closing() and isinstance(transport, asyncio.Transport):
+                transport.abort()
 
 
 @dataclass(frozen=True)

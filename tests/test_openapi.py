@@ -25,3 +25,23 @@ def test_spec_documents_bodies_and_errors() -> None:
     assert {p["name"] for p in read["parameters"]} >= {"name", "partition", "index", "wait", "pretty"}
     assert read["responses"]["404"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
     assert not any(path.startswith("/peering/") for path in spec["paths"])  # peer protocol stays out
+
+
+def test_spec_documents_acl_tokens_and_denials() -> None:
+    """Every peering and ACL operation names the three token carriers (or none) and documents its 403."""
+    spec = json.loads(openapi_json())
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {
+        "description": "ACL token (second choice).",
+        "in": "header",
+        "name": "X-Consul-Token",
+        "type": "apiKey",
+    }
+    assert schemes["APIKeyQuery"]["name"] == "token"
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (method, path)  # bad input is a 400 here
+            if path.startswith(("/v1/peering", "/v1/acl/")) and path != "/v1/acl/bootstrap":
+                assert "403" in operation["responses"], (method, path)
+                assert operation["security"] == [{"APIKeyQuery": []}, {"APIKeyHeader": []}, {"HTTPBearer": []}, {}]

@@ -27,8 +27,10 @@ HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.2, 1.0
 class Node:
     """One running cluster and an HTTP client for its API."""
 
-    def __init__(self, name: str, data: Path, datacenter: str) -> None:
+    def __init__(self, name: str, data: Path, datacenter: str, **settings: Any) -> None:
         self.name = name
+        self.settings = settings  # extra `Settings` fields (ACLs)
+        self.headers: dict[str, str] = {}  # sent with every API call (an ACL token)
         self.data = data
         self.datacenter = datacenter
         self.http_addr = "127.0.0.1:0"
@@ -44,12 +46,15 @@ class Node:
             peering_addr=self.peering_addr,
             heartbeat_interval=HEARTBEAT_INTERVAL,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            **self.settings,
         )
         stack = AsyncExitStack()
         _, bound = await stack.enter_async_context(listening(settings))
         # a restart keeps the same ports, as an operator's would
         self.http_addr, self.peering_addr = bound.http_addr, bound.peering_addr
-        self.api = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://{bound.http_addr}", timeout=15))
+        self.api = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=f"http://{bound.http_addr}", timeout=15, headers=self.headers)
+        )
         self._stack = stack
 
     async def stop(self) -> None:
@@ -270,3 +275,17 @@ async def test_racing_establishes_with_one_token(tmp_path: Path) -> None:
             group.start_soon(one)
         assert sorted(results) == [200, 403]
         assert [p["Name"] for p in (await b.api.get("/v1/peerings")).json()] == ["cluster-a"]
+
+
+async def test_shutdown_does_not_wait_for_an_idle_peer_connection(tmp_path: Path) -> None:
+    """A peer's idle keep-alive TLS connection (its link just ended) does not hold a shutdown for the
+    whole graceful timeout (10 s): idle connections are let go, in-flight requests still finish."""
+    async with clusters(tmp_path) as (a, b):
+        token = await a.token("cluster-b")
+        check = await b.api.post("/v1/peering/check", json={"PeerName": "cluster-a", "PeeringToken": token})
+        assert check.json()["IsValid"] is True
+        assert (await b.establish("cluster-a", token)).status_code == 200
+        assert (await a.api.delete("/v1/peering/cluster-b")).status_code == 200
+        await b.wait_for("cluster-a", state_is("TERMINATED"))  # no more heartbeats: b's connection to a idles
+        with anyio.fail_after(5):
+            await a.stop()

@@ -87,6 +87,8 @@ def decode_body(raw: bytes, model: type[M]) -> M:
         path = _field_path(tuple(first["loc"]))
         if first["type"] == "extra_forbidden":
             reason = f'json: unknown field "{path}"'
+        elif first["type"] == "missing":
+            reason = f'missing required field "{path}"'
         else:
             expected = _EXPECTED.get(first["type"], "the documented type")
             reason = f'json: cannot unmarshal {_kind(first["input"])} into field "{path}" of type {expected}'
