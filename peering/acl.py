@@ -81,7 +81,7 @@ class AclService:
                 token's AllowedCIDRs.
         """
         if not secret:
-            return ANONYMOUS
+            return await self._store.token(ANONYMOUS_ACCESSOR) or ANONYMOUS
         token = await self._store.token_by_secret(hash_secret(secret))
         if token is None or token.expired(self._now()):
             raise PermissionDeniedError("ACL not found")
@@ -122,12 +122,15 @@ class AclService:
         return replace(saved, secret_id=secret)
 
     async def start(self, initial_management_secret: str | None = None) -> None:
-        """Create what ACLs need on first start: the builtin `global-management` policy and, when configured,
-        the initial management token (which, as in Consul, also ends the chance to bootstrap)."""
+        """Create what ACLs need on first start: the builtin `global-management` policy, the anonymous token
+        and, when configured, the initial management token (which, as in Consul, ends the chance to bootstrap)."""
         if await self._store.policy(id=MANAGEMENT.id) is None:
             await self._store.save_policy(
                 Policy(MANAGEMENT.id, MANAGEMENT.name, "Builtin Policy that grants unlimited access", MANAGEMENT_RULES)
             )
+        if await self._store.token(ANONYMOUS_ACCESSOR) is None:
+            # a row of its own so that operators can link policies to it, as in Consul (`anonymous` is its secret)
+            await self._store.save_token(replace(ANONYMOUS, create_time=self._now()), hash_secret("anonymous"))
         if initial_management_secret is None:
             return
         secret_hash = hash_secret(initial_management_secret)
@@ -296,6 +299,8 @@ class AclService:
             AclNotFoundError: no such token.
         """
         await access.require("acl", Level.WRITE)
+        if accessor_id == ANONYMOUS_ACCESSOR:
+            raise InvalidRequestError("Delete operation not permitted on the anonymous token")
         if secret:
             own = await self._store.token_by_secret(hash_secret(secret))
             if own is not None and own.accessor_id == accessor_id:

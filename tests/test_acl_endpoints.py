@@ -11,7 +11,7 @@ import pytest
 
 from peering.app import create_app, open_runtime
 from peering.settings import Settings
-from tests.test_acl import MANAGEMENT_SECRET, Acl, _acl_cluster
+from tests.test_acl import ANONYMOUS, MANAGEMENT_SECRET, Acl, _acl_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +118,7 @@ async def test_token_lifecycle_never_shows_the_secret_again(acl: Acl) -> None:
     assert "SecretID" not in read
     assert {k: v for k, v in created.items() if k != "SecretID"} == read
     listed = await acl.management("GET", "/v1/acl/tokens")
-    assert [t["Description"] for t in listed] == ["Initial Management Token", "ci"]
+    assert [t["Description"] for t in listed] == ["Anonymous Token", "Initial Management Token", "ci"]
     assert all("SecretID" not in t for t in listed)
     updated = await acl.management(
         "PUT", f"/v1/acl/token/{created['AccessorID']}", {"Description": "renamed", "Policies": []}
@@ -156,7 +156,7 @@ async def test_bad_tokens_are_400(acl: Acl, body: dict[str, object], message: st
         count = len((await client.get("/v1/acl/tokens")).json())
     assert response.status_code == 400, response.text
     assert message in response.text
-    assert count == 1
+    assert count == 2  # anonymous and initial management
 
 
 async def test_token_update_cannot_change_secret_or_expiry_and_unknown_is_404(acl: Acl) -> None:
@@ -182,7 +182,7 @@ async def test_a_request_cannot_delete_its_own_token(acl: Acl) -> None:
     """Deleting the token the request carries is refused, as in Consul."""
     tokens = await acl.management("GET", "/v1/acl/tokens")
     async with acl.client(**{"X-Consul-Token": MANAGEMENT_SECRET}) as client:
-        response = await client.delete(f"/v1/acl/token/{tokens[0]['AccessorID']}")
+        response = await client.delete(f"/v1/acl/token/{tokens[1]['AccessorID']}")
     assert response.status_code == 400
     assert response.text == "Deletion of the request's authorization token is not permitted"
 
@@ -221,3 +221,20 @@ async def test_acl_gets_carry_consul_headers(acl: Acl) -> None:
     assert int(response.headers["X-Consul-Index"]) >= 1
     assert response.headers["X-Consul-KnownLeader"] == "true"
     assert response.text.startswith("[\n")
+
+
+async def test_the_anonymous_token_can_be_given_policies(acl: Acl) -> None:
+    """As in Consul, linking a policy to the anonymous token opens it to callers without a token; it cannot go."""
+    await acl.policy("everyone-reads", 'peering = "read"')
+    path = f"/v1/acl/token/{ANONYMOUS}"
+    anonymous = await acl.management("GET", path)
+    assert anonymous["Description"] == "Anonymous Token"
+    await acl.management("PUT", path, {"Description": "Anonymous Token", "Policies": [{"Name": "everyone-reads"}]})
+    async with acl.client() as client:
+        listing = await client.get("/v1/peerings")
+        writing = await client.post("/v1/peering/token", json={"PeerName": "x"})
+    assert listing.status_code == 200
+    assert writing.status_code == 403
+    async with acl.client(**{"X-Consul-Token": MANAGEMENT_SECRET}) as client:
+        deleted = await client.delete(path)
+    assert (deleted.status_code, deleted.text) == (400, "Delete operation not permitted on the anonymous token")

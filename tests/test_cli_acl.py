@@ -68,7 +68,7 @@ def test_the_acl_walk_with_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
 
         code, out, _ = run(capsys, "acl", "token", "list", *admin)
         assert code == 0
-        assert out.count("AccessorID:") == 2
+        assert out.count("AccessorID:") == 3  # anonymous, initial management, ci
         assert secret not in out
 
         code, out, _ = run(capsys, "acl", "policy", "list", *admin)
