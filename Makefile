@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit openapi lock clean
+.PHONY: run test check lint typecheck unit browser openapi lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest --cov --cov-report=term -q
+
+## browser: Debian's chromium for the docs-page test (installed when missing and possible)
+browser:
+	bash scripts/ensure-chromium.sh
 
 ## openapi: regenerate openapi/openapi.json from the code
 openapi: $(STAMP)

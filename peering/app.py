@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from fastapi import FastAPI
 
 from peering import __version__
 from peering.acl import AclService
-from peering.api import acl, errors, peer, peerings, status
+from peering.api import acl, agent, docs, errors, peer, peerings, status
+from peering.api.access_log import RequestLog
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
@@ -103,12 +105,16 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(peerings.router)
     app.include_router(acl.router)
     app.include_router(status.router)
+    app.include_router(agent.router)
+    docs.install(app)
     if runtime is not None:
         app.state.service = runtime.service
         app.state.acl = runtime.acl
         app.state.leader_address = runtime.advertise_addresses[0]
         if runtime.acl.enabled:
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
+        app.state.metrics = runtime.cluster.metrics
+        app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
     return app
 
 
@@ -129,6 +135,7 @@ def create_peer_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="peering peer protocol", docs_url=None, redoc_url=None, openapi_url=None)
     errors.install(app)
     app.include_router(peer.router)
+    app.add_middleware(RequestLog, level=logging.DEBUG)  # heartbeats arrive every few seconds
     app.state.service = runtime.service
     app.state.endpoint = runtime.endpoint
     return app

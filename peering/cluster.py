@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from peering.domain import Event, Peering, transition
 from peering.identity import ClusterIdentity
+from peering.metrics import Metrics
 from peering.notifier import Notifier
 from peering.store.base import Store, Transaction
 from peering.tracker import StreamTracker
@@ -70,6 +71,7 @@ class Cluster:
         now: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_uuid,
         new_secret: Callable[[], str] = new_uuid,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -80,6 +82,7 @@ class Cluster:
         self.new_id = new_id
         self.new_secret = new_secret
         self.tracker = StreamTracker(now())
+        self.metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:

@@ -130,9 +130,11 @@ class PeerEndpoint:
         secrets = await cluster.store.secrets(peering.id)
         if peering.role is not Role.ACCEPTOR or not same_secret(hash_secret(secret), secrets.stream_hash):
             log.warning("rejected a heartbeat with a wrong stream secret", extra=log_fields(peering))
+            cluster.metrics.heartbeat_received("rejected")
             raise SecretRejectedError(_BAD_STREAM)
         if peering.is_deleted or peering.state is PeeringState.TERMINATED:
             return PeeringState.TERMINATED.value
+        cluster.metrics.heartbeat_received("ok")
         cluster.tracker.heartbeat(peering.id, cluster.now())
         if peering.state is not PeeringState.ACTIVE:
             saved = await cluster.apply(peering.id, Event.HEARTBEAT_OK)

@@ -100,9 +100,12 @@ class Outbound:
             )
             status = _text(answer, "Status")
         except PeerError as exc:
+            cluster.metrics.heartbeat_sent("failed")
             return await self._heartbeat_failed(peering, exc.message)
         except SecretRejectedError:
+            cluster.metrics.heartbeat_sent("rejected")
             return await self._heartbeat_failed(peering, "the peer rejected the stream secret")
+        cluster.metrics.heartbeat_sent("ok")
         cluster.tracker.heartbeat(peering.id, cluster.now())
         if status == PeeringState.TERMINATED:
             await self.peer_terminated(peering.id)

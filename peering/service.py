@@ -108,7 +108,7 @@ class PeeringService:
             old = await tx.secrets(saved.id)
             # a new token voids the unused one but keeps the stream secret of a live link
             await tx.set_secrets(saved.id, replace(old, establishment_hash=hash_secret(secret)))
-        log.info("peering token generated", extra=log_fields(saved))
+        log.info("peering created" if existing is None else "peering token regenerated", extra=log_fields(saved))
         me = cluster.identity
         token = tokens.PeeringToken(
             ca=(me.ca_pem,),
@@ -173,11 +173,16 @@ class PeeringService:
             PermissionDeniedError: the caller lacks `peering:write`.
         """
         lock = self._name_locks.setdefault((normalize_partition(request.partition), request.name), asyncio.Lock())
-        async with lock:
-            plan = await self._plan(request, access)
-            peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
-            answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
-            saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+        try:
+            async with lock:
+                plan = await self._plan(request, access)
+                peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
+                answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
+                saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+        except PeeringError as exc:
+            self._cluster.metrics.establish(exc.code)
+            raise
+        self._cluster.metrics.establish("ok")
         self._cluster.tracker.forget(saved.id)
         log.info("peering established", extra={**log_fields(saved), "remote_datacenter": saved.remote.datacenter})
         # the first heartbeat goes out now, not one interval later: it turns the acceptor ACTIVE
@@ -275,6 +280,15 @@ class PeeringService:
         await access.require("peering", Level.READ)
         peerings, index = await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
         return [self._cluster.with_stream(p) for p in peerings], index
+
+    async def snapshot(self, *, access: Access = ALLOW_ALL) -> list[Peering]:
+        """Every peering of every partition, for metrics.
+
+        Raises:
+            PermissionDeniedError: the caller lacks `operator:read`.
+        """
+        await access.require("operator", Level.READ)
+        return await self._store.every_peering()
 
     async def _blocking(
         self, snapshot: Callable[[], Awaitable[tuple[T, int]]], min_index: int, wait: float

@@ -25,6 +25,7 @@ LAYERS = {
     "logs": 2,
     "tracker": 2,
     "peer_client": 2,
+    "metrics": 2,
     "acl_rules": 2,
     "cluster": 3,
     "outbound": 3,

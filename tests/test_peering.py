@@ -289,3 +289,30 @@ async def test_shutdown_does_not_wait_for_an_idle_peer_connection(tmp_path: Path
         await b.wait_for("cluster-a", state_is("TERMINATED"))  # no more heartbeats: b's connection to a idles
         with anyio.fail_after(5):
             await a.stop()
+
+
+def _metric(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{sample} not in the scrape")
+
+
+async def test_metrics_follow_the_link(tmp_path: Path) -> None:
+    """`peering_healthy` is 1 on both sides while heartbeats flow and 0 once the other side stops;
+    establishes and heartbeats are counted."""
+    async with clusters(tmp_path) as (a, b):
+        assert (await b.establish("cluster-a", await a.token("cluster-b"))).status_code == 200
+        await a.wait_for("cluster-b", state_is("ACTIVE"))
+        scrape_a = (await a.api.get("/v1/agent/metrics?format=prometheus")).text
+        scrape_b = (await b.api.get("/v1/agent/metrics?format=prometheus")).text
+        assert _metric(scrape_a, 'peering_healthy{partition="default",peer_name="cluster-b"}') == 1
+        assert _metric(scrape_b, 'peering_healthy{partition="default",peer_name="cluster-a"}') == 1
+        assert _metric(scrape_b, 'peering_establish_total{result="ok"}') == 1
+        assert _metric(scrape_b, 'peering_heartbeats_sent_total{result="ok"}') >= 1
+        assert _metric(scrape_a, 'peering_heartbeats_received_total{result="ok"}') >= 1
+        await b.stop()
+        await a.wait_for("cluster-b", state_is("FAILING"))
+        scrape_a = (await a.api.get("/v1/agent/metrics?format=prometheus")).text
+        assert _metric(scrape_a, 'peering_healthy{partition="default",peer_name="cluster-b"}') == 0
+        assert _metric(scrape_a, 'peering_peerings{state="FAILING"}') == 1

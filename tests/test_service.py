@@ -60,6 +60,6 @@ async def test_lifecycle_is_logged_without_secrets(runtime: Runtime, caplog: pyt
     await runtime.service.delete(None, "logged")
     await runtime.service.remove_due()
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["peering token generated", "peering deleted", "peering removed"]
+    assert messages == ["peering created", "peering deleted", "peering removed"]
     assert all(getattr(r, "peer_name", None) == "logged" for r in caplog.records)
     assert token not in caplog.text

@@ -94,6 +94,9 @@ class Store(Protocol):
     async def awaiting_notice(self, now: datetime) -> list[Peering]:
         """Deleted peerings still in their grace period: their peer has not been told yet."""
 
+    async def every_peering(self) -> list[Peering]:
+        """Every peering of every partition (for metrics), sorted by partition and name."""
+
     async def live_links(self) -> list[Peering]:
         """Peerings, in every partition, that have a peer and are not terminated or deleted."""
 

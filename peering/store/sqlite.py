@@ -314,6 +314,13 @@ class SqliteStore:
         ):
             return [_from_row(row) for row in await cur.fetchall()]
 
+    async def every_peering(self) -> list[Peering]:
+        async with (
+            self._read_lock,
+            self._reader.execute(f"SELECT {_COLUMNS} FROM peerings ORDER BY partition, lower(name)") as cur,
+        ):
+            return [_from_row(row) for row in await cur.fetchall()]
+
     async def live_links(self) -> list[Peering]:
         async with (
             self._read_lock,

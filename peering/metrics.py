@@ -1,0 +1,96 @@
+"""Prometheus metrics of one cluster (the only module that knows prometheus_client).
+
+Each cluster has its own registry, so several clusters in one process (tests) keep apart.
+Label values come from bounded sets (route templates, result codes, peering names), never from
+raw request input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+STATES = ("INITIAL", "ACTIVE", "FAILING", "TERMINATED")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Counters and gauges an operator alerts on: requests, heartbeats, establishes, link health."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` series repeat the start time
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._requests = Counter(
+            "peering_http_requests", "Client API requests by method, route and status.", ["method", "route", "status"],
+            registry=r,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "peering_http_request_duration_seconds", "Client API request latency by method and route.",
+            ["method", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._heartbeats_sent = Counter(
+            "peering_heartbeats_sent", "Heartbeats sent to acceptors, by result (ok, failed, rejected).", ["result"],
+            registry=r,
+        )  # fmt: skip
+        self._heartbeats_received = Counter(
+            "peering_heartbeats_received", "Heartbeats received from dialers, by result (ok, rejected).", ["result"],
+            registry=r,
+        )  # fmt: skip
+        self._establishes = Counter(
+            "peering_establish", "Establish attempts on this cluster, by result (ok or an error code).", ["result"],
+            registry=r,
+        )  # fmt: skip
+        # the results alerts look at exist from the start, at 0, so that rate() and absent() behave
+        for result in ("ok", "failed", "rejected"):
+            self._heartbeats_sent.labels(result)
+        for result in ("ok", "rejected"):
+            self._heartbeats_received.labels(result)
+        for result in ("ok", "secret_rejected", "peer_unreachable"):
+            self._establishes.labels(result)
+        self._states = Gauge("peering_peerings", "Peerings of this cluster by state.", ["state"], registry=r)
+        self._healthy = Gauge(
+            "peering_healthy", "1 while the peering is ACTIVE, else 0.", ["peer_name", "partition"], registry=r
+        )
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one client API request."""
+        self._requests.labels(method, route, str(status)).inc()
+        self._latency.labels(method, route).observe(seconds)
+
+    def heartbeat_sent(self, result: str) -> None:
+        """Count a heartbeat this cluster sent (`ok`, `failed`, `rejected`)."""
+        self._heartbeats_sent.labels(result).inc()
+
+    def heartbeat_received(self, result: str) -> None:
+        """Count a heartbeat this cluster answered (`ok`, `rejected`)."""
+        self._heartbeats_received.labels(result).inc()
+
+    def establish(self, result: str) -> None:
+        """Count an establish attempt (`ok`, or the error's code)."""
+        self._establishes.labels(result).inc()
+
+    def observe(self, peerings: Iterable[tuple[str, str, str]]) -> None:
+        """Set the gauges from every peering's `(name, partition, state)` as of now."""
+        self._healthy.clear()
+        counts = dict.fromkeys(STATES, 0)
+        for name, partition, state in peerings:
+            self._healthy.labels(name, partition).set(1 if state == "ACTIVE" else 0)
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in counts.items():
+            self._states.labels(state).set(count)
+
+    def render(self) -> bytes:
+        """The Prometheus exposition text."""
+        return generate_latest(self.registry)
+
+    def samples(self) -> list[dict[str, Any]]:
+        """Every sample as `{Name, Value, Labels}` (for the JSON form of the metrics endpoint)."""
+        return [
+            {"Name": sample.name, "Value": sample.value, "Labels": dict(sample.labels)}
+            for family in self.registry.collect()
+            for sample in family.samples
+        ]
