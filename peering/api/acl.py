@@ -143,13 +143,19 @@ _W = error_responses(400, 403, 413)
 _R = error_responses(400, 403, 404)
 
 
-@router.put("/bootstrap", operation_id="aclBootstrap", responses=error_responses(400, 403))
+@router.put("/bootstrap", operation_id="aclBootstrap", summary="Bootstrap ACLs", responses=error_responses(400, 403))
 async def bootstrap(acl: AclDep) -> Response:
     """Create the first management token; works once."""
     return json_response(token_json(await acl.bootstrap()), pretty=False)
 
 
-@router.put("/policy", operation_id="aclPolicyCreate", responses=_W, openapi_extra=body_openapi(PolicyRequest))
+@router.put(
+    "/policy",
+    operation_id="aclPolicyCreate",
+    summary="Create a policy",
+    responses=_W,
+    openapi_extra=body_openapi(PolicyRequest),
+)
 async def create_policy(body: PolicyBody, acl: AclDep, access: AccessDep) -> Response:
     """Create a policy (needs `acl:write`)."""
     policy = await acl.save_policy(access, None, body.name or "", body.description or "", body.rules or "")
@@ -157,7 +163,11 @@ async def create_policy(body: PolicyBody, acl: AclDep, access: AccessDep) -> Res
 
 
 @router.put(
-    "/policy/{policy_id}", operation_id="aclPolicyUpdate", responses=_W | _R, openapi_extra=body_openapi(PolicyRequest)
+    "/policy/{policy_id}",
+    operation_id="aclPolicyUpdate",
+    summary="Update a policy",
+    responses=_W | _R,
+    openapi_extra=body_openapi(PolicyRequest),
 )
 async def update_policy(policy_id: str, body: PolicyBody, acl: AclDep, access: AccessDep) -> Response:
     """Update a policy (needs `acl:write`)."""
@@ -165,7 +175,7 @@ async def update_policy(policy_id: str, body: PolicyBody, acl: AclDep, access: A
     return json_response(policy_json(policy), pretty=False)
 
 
-@router.get("/policy/name/{name}", operation_id="aclPolicyReadByName", responses=_R)
+@router.get("/policy/name/{name}", operation_id="aclPolicyReadByName", summary="Read a policy by name", responses=_R)
 async def read_policy_by_name(
     name: str, request: Request, acl: AclDep, access: AccessDep, service: ServiceDep
 ) -> Response:
@@ -173,7 +183,7 @@ async def read_policy_by_name(
     return await _get_response(policy_json(await acl.read_policy(access, name=name)), request, service)
 
 
-@router.get("/policy/{policy_id}", operation_id="aclPolicyRead", responses=_R)
+@router.get("/policy/{policy_id}", operation_id="aclPolicyRead", summary="Read a policy", responses=_R)
 async def read_policy(
     policy_id: str, request: Request, acl: AclDep, access: AccessDep, service: ServiceDep
 ) -> Response:
@@ -181,26 +191,32 @@ async def read_policy(
     return await _get_response(policy_json(await acl.read_policy(access, id=policy_id)), request, service)
 
 
-@router.delete("/policy/{policy_id}", operation_id="aclPolicyDelete", responses=_R)
+@router.delete("/policy/{policy_id}", operation_id="aclPolicyDelete", summary="Delete a policy", responses=_R)
 async def delete_policy(policy_id: str, acl: AclDep, access: AccessDep) -> Response:
     """Delete a policy (needs `acl:write`); answers `true`."""
     await acl.delete_policy(access, policy_id)
     return json_response(True, pretty=False)
 
 
-@router.get("/policies", operation_id="aclPolicyList", responses=error_responses(400, 403))
+@router.get("/policies", operation_id="aclPolicyList", summary="List policies", responses=error_responses(400, 403))
 async def list_policies(request: Request, acl: AclDep, access: AccessDep, service: ServiceDep) -> Response:
     """List policies (needs `acl:read`)."""
     return await _get_response([policy_json(p) for p in await acl.list_policies(access)], request, service)
 
 
-@router.put("/token", operation_id="aclTokenCreate", responses=_W, openapi_extra=body_openapi(TokenRequest))
+@router.put(
+    "/token",
+    operation_id="aclTokenCreate",
+    summary="Create a token",
+    responses=_W,
+    openapi_extra=body_openapi(TokenRequest),
+)
 async def create_token(body: TokenBody, acl: AclDep, access: AccessDep) -> Response:
     """Create a token (needs `acl:write`). Its SecretID is shown in this answer only."""
     return json_response(token_json(await acl.create_token(access, _token_spec(body))), pretty=False)
 
 
-@router.get("/token/self", operation_id="aclTokenSelf", responses=_R)
+@router.get("/token/self", operation_id="aclTokenSelf", summary="Read the caller's token", responses=_R)
 async def read_self(request: Request, acl: AclDep, secret: SecretDep, service: ServiceDep) -> Response:
     """The caller's own token."""
     token = await acl.self_token(secret, request.client.host if request.client else None)
@@ -208,14 +224,18 @@ async def read_self(request: Request, acl: AclDep, secret: SecretDep, service: S
 
 
 @router.put(
-    "/token/{accessor_id}", operation_id="aclTokenUpdate", responses=_W | _R, openapi_extra=body_openapi(TokenRequest)
+    "/token/{accessor_id}",
+    operation_id="aclTokenUpdate",
+    summary="Update a token",
+    responses=_W | _R,
+    openapi_extra=body_openapi(TokenRequest),
 )
 async def update_token(accessor_id: str, body: TokenBody, acl: AclDep, access: AccessDep) -> Response:
     """Update a token's description, policies and AllowedCIDRs (needs `acl:write`)."""
     return json_response(token_json(await acl.update_token(access, accessor_id, _token_spec(body))), pretty=False)
 
 
-@router.get("/token/{accessor_id}", operation_id="aclTokenRead", responses=_R)
+@router.get("/token/{accessor_id}", operation_id="aclTokenRead", summary="Read a token", responses=_R)
 async def read_token(
     accessor_id: str, request: Request, acl: AclDep, access: AccessDep, service: ServiceDep
 ) -> Response:
@@ -223,14 +243,14 @@ async def read_token(
     return await _get_response(token_json(await acl.read_token(access, accessor_id)), request, service)
 
 
-@router.delete("/token/{accessor_id}", operation_id="aclTokenDelete", responses=_R)
+@router.delete("/token/{accessor_id}", operation_id="aclTokenDelete", summary="Delete a token", responses=_R)
 async def delete_token(accessor_id: str, acl: AclDep, access: AccessDep, secret: SecretDep) -> Response:
     """Delete a token (needs `acl:write`); it stops working at once. Answers `true`."""
     await acl.delete_token(access, accessor_id, secret)
     return json_response(True, pretty=False)
 
 
-@router.get("/tokens", operation_id="aclTokenList", responses=error_responses(400, 403))
+@router.get("/tokens", operation_id="aclTokenList", summary="List tokens", responses=error_responses(400, 403))
 async def list_tokens(request: Request, acl: AclDep, access: AccessDep, service: ServiceDep) -> Response:
     """List tokens (needs `acl:read`), without their secrets."""
     return await _get_response([token_json(t) for t in await acl.list_tokens(access)], request, service)

@@ -27,6 +27,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 @router.get(
     "/metrics",
     operation_id="agentMetrics",
+    summary="Metrics",
     responses={
         **error_responses(400, 403),
         200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}, "application/json": {}}},

@@ -54,6 +54,7 @@ def _check_json(result: CheckResult) -> dict[str, object]:
 @router.post(
     "/peering/establish",
     operation_id="establishPeering",
+    summary="Establish a peering with a token",
     response_model=EstablishResponse,
     responses=error_responses(400, 403, 413, 502),
     openapi_extra=body_openapi(EstablishRequest),
@@ -71,6 +72,7 @@ async def establish(body: EstablishBody, options: WriteOptionsDep, service: Serv
 @router.post(
     "/peering/check",
     operation_id="checkPeeringToken",
+    summary="Check a token without using it",
     response_model=CheckResponse,
     responses=error_responses(400, 403, 413),
     openapi_extra=body_openapi(EstablishRequest),
@@ -87,6 +89,7 @@ async def check(body: EstablishBody, options: WriteOptionsDep, service: ServiceD
 @router.post(
     "/peering/token",
     operation_id="generatePeeringToken",
+    summary="Generate a peering token",
     response_model=GenerateTokenResponse,
     responses=error_responses(400, 403, 413),
     openapi_extra=body_openapi(GenerateTokenRequest),
@@ -115,6 +118,7 @@ async def generate_token(
 @router.get(
     "/peering/{name}",
     operation_id="readPeering",
+    summary="Read a peering",
     response_model=PeeringResponse,
     responses=error_responses(400, 403, 404),
 )
@@ -124,7 +128,9 @@ async def read_peering(name: str, options: ReadOptionsDep, service: ServiceDep, 
     return json_response(peering_json(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
 
 
-@router.delete("/peering/{name}", operation_id="deletePeering", responses=error_responses(400, 403))
+@router.delete(
+    "/peering/{name}", operation_id="deletePeering", summary="Delete a peering", responses=error_responses(400, 403)
+)
 async def delete_peering(name: str, options: WriteOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Delete a peering: it turns `TERMINATED` with `DeletedAt`, then is removed. Unknown names are fine."""
     await service.delete(options.partition, name, access=access)
@@ -148,6 +154,7 @@ async def delete_without_name() -> Response:
 @router.get(
     "/peerings",
     operation_id="listPeerings",
+    summary="List peerings",
     response_model=list[PeeringResponse],
     responses=error_responses(400, 403),
 )

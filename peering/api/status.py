@@ -10,7 +10,7 @@ from peering.api.render import json_response, read_headers
 router = APIRouter(prefix="/v1/status", tags=["status"])
 
 
-@router.get("/leader", operation_id="statusLeader", response_model=str)
+@router.get("/leader", operation_id="statusLeader", summary="Health: the leader's address", response_model=str)
 async def leader(request: Request, service: ServiceDep) -> Response:
     """The address of the cluster's leader (this server's peering address); 200 means the service is up."""
     headers = read_headers(await service.current_index())
