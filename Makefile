@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit browser openapi lock clean
+.PHONY: run test check lint typecheck unit browser audit openapi lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check peering tests bench
-	$(BIN)/ruff format --check peering tests bench
+	$(BIN)/ruff check peering tests bench scripts
+	$(BIN)/ruff format --check peering tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -32,6 +32,10 @@ unit: $(STAMP) browser
 ## browser: Debian's chromium for the docs-page test (installed when missing and possible)
 browser:
 	bash scripts/ensure-chromium.sh
+
+## audit: known vulnerabilities in the locked dependencies (pip-audit)
+audit: $(STAMP)
+	bash scripts/audit.sh
 
 ## openapi: regenerate openapi/openapi.json from the code
 openapi: $(STAMP)

@@ -17,7 +17,9 @@ from peering import __version__
 from peering.acl import AclService
 from peering.api import acl, agent, docs, errors, peer, peerings, status
 from peering.api.access_log import RequestLog
+from peering.api.fast_reads import FastReads
 from peering.api.headers import DefaultAclPolicyHeader
+from peering.api.render import PeeringBytes
 from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
@@ -29,6 +31,7 @@ from peering.peer_client import PeerClient
 from peering.service import PeeringService
 from peering.settings import Settings
 from peering.store.acl_sqlite import SqliteAclStore
+from peering.store.cached import CachedStore
 from peering.store.sqlite import SqliteStore
 
 DATABASE_FILE = "peering.db"
@@ -61,17 +64,18 @@ async def open_runtime(
     `background=False` leaves heartbeats and removals to the caller (tests drive them by hand).
     """
     identity = load_or_create(settings.data_dir, settings.datacenter)
-    store = await SqliteStore.open(settings.data_dir / DATABASE_FILE)
+    sqlite = await SqliteStore.open(settings.data_dir / DATABASE_FILE)
     peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
     try:
         timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
+        store = await CachedStore.load(sqlite)  # reads from memory, writes through to SQLite
         cluster = Cluster(
             store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings, now=clock
         )
         outbound = Outbound(cluster, peers)
         service = PeeringService(cluster, outbound)
         acls = AclService(
-            SqliteAclStore(store), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
+            SqliteAclStore(sqlite), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
         )
         if settings.acl_enabled:
             initial = settings.acl_initial_management_token
@@ -88,7 +92,7 @@ async def open_runtime(
             await asyncio.gather(keeper, return_exceptions=True)
     finally:
         await peers.aclose()
-        await store.close()
+        await sqlite.close()
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -109,10 +113,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     docs.install(app)
     if runtime is not None:
         app.state.service = runtime.service
+        app.state.encoded = PeeringBytes()
         app.state.acl = runtime.acl
         app.state.leader_address = runtime.advertise_addresses[0]
         if runtime.acl.enabled:
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
+        else:  # with ACLs on every read resolves a token: those take the full path
+            app.add_middleware(FastReads, service=runtime.service, encoded=app.state.encoded)
         app.state.metrics = runtime.cluster.metrics
         app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
     return app

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from peering.domain import Event, Peering, transition
+from peering.domain import Event, Peering, StreamStatus, transition
 from peering.identity import ClusterIdentity
 from peering.metrics import Metrics
 from peering.notifier import Notifier
@@ -69,6 +70,7 @@ class Cluster:
         advertise_addresses: Sequence[str],
         timings: Timings = Timings(),
         now: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_uuid,
         new_secret: Callable[[], str] = new_uuid,
         metrics: Metrics | None = None,
@@ -81,8 +83,9 @@ class Cluster:
         self.now = now
         self.new_id = new_id
         self.new_secret = new_secret
-        self.tracker = StreamTracker(now())
+        self.tracker = StreamTracker(now(), monotonic)  # timeouts on the monotonic clock, shown times on `now`
         self.metrics = metrics or Metrics()
+        self._streamed: dict[str, tuple[Peering, StreamStatus, Peering]] = {}
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
@@ -93,8 +96,21 @@ class Cluster:
             self.notifier.notify()
 
     def with_stream(self, peering: Peering) -> Peering:
-        """The peering with its in-memory link status filled in."""
-        return replace(peering, stream=self.tracker.get(peering.id))
+        """The peering with its in-memory link status filled in.
+
+        The same object comes back while neither changed, so renderers can cache by identity.
+        """
+        stream = self.tracker.get(peering.id)
+        if stream is peering.stream:
+            return peering
+        cached = self._streamed.get(peering.id)
+        if cached is not None and cached[0] is peering and cached[1] is stream:
+            return cached[2]
+        if len(self._streamed) > 1024 + 2 * len(self.tracker):
+            self._streamed.clear()  # entries of removed peerings, dropped wholesale now and then
+        combined = replace(peering, stream=stream)
+        self._streamed[peering.id] = (peering, stream, combined)
+        return combined
 
     async def apply(self, peering_id: str, event: Event) -> Peering | None:
         """Apply a link event to the stored peering (re-read inside the transaction, so no update is lost).

@@ -90,6 +90,10 @@ class StreamStatus:
     last_send: datetime | None = None
 
 
+NO_STREAM = StreamStatus()
+"""The status of a link nothing has happened on (one shared instance, so "unchanged" is an identity test)."""
+
+
 @dataclass(frozen=True)
 class Remote:
     """The other cluster, as far as it is known."""
@@ -117,7 +121,7 @@ class Peering:
     remote_cluster: str = ""  # fingerprint of the other cluster's CA, once known (SPEC §5.6)
     create_index: int = 0
     modify_index: int = 0
-    stream: StreamStatus = StreamStatus()
+    stream: StreamStatus = NO_STREAM
 
     @property
     def is_deleted(self) -> bool:

@@ -176,6 +176,8 @@ def load_or_create(data_dir: Path, datacenter: str, *, now: datetime | None = No
             key, cert = _new_server_cert(loaded, ca_cert, server_name, moment)
             _write(paths["server-key.pem"], _pem_key(key), 0o600)
             _write(paths["server.pem"], cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        for key_file in ("ca-key.pem", "server-key.pem"):  # on every start: a restored copy may have lost the mode
+            os.chmod(paths[key_file], 0o600)
         uuid.UUID(cluster_id)
     except (OSError, ValueError, TypeError) as exc:
         raise RuntimeError(f"cannot load the cluster identity from {data_dir}: {type(exc).__name__}") from exc

@@ -78,7 +78,7 @@ class LinkKeeper:
             self._start(f"beat-{peering_id}", self._beat(peering_id))
         timeout = cluster.timings.heartbeat_timeout
         for peering in links:
-            silent = (now - cluster.tracker.silent_since(peering.id)).total_seconds()
+            silent = cluster.tracker.silent_for(peering.id)
             if peering.role is Role.ACCEPTOR and peering.state is PeeringState.ACTIVE and silent >= timeout:
                 saved = await cluster.apply(peering.id, Event.HEARTBEAT_TIMEOUT)
                 if saved is not None:

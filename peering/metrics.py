@@ -51,15 +51,21 @@ class Metrics:
             self._heartbeats_received.labels(result)
         for result in ("ok", "secret_rejected", "peer_unreachable"):
             self._establishes.labels(result)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._states = Gauge("peering_peerings", "Peerings of this cluster by state.", ["state"], registry=r)
         self._healthy = Gauge(
             "peering_healthy", "1 while the peering is ACTIVE, else 0.", ["peer_name", "partition"], registry=r
         )
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one client API request."""
-        self._requests.labels(method, route, str(status)).inc()
-        self._latency.labels(method, route).observe(seconds)
+        """Count one client API request (label children are looked up once: `labels()` is slow)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._requests.labels(method, route, str(status)), self._latency.labels(method, route)
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def heartbeat_sent(self, result: str) -> None:
         """Count a heartbeat this cluster sent (`ok`, `failed`, `rejected`)."""

@@ -32,8 +32,13 @@ class _EventWatch:
         self._event = event
 
     async def wait(self, within: float) -> bool:
+        if self._event.is_set():
+            return True
+        # not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just as the event
+        # fires, and a cancelled background loop would then run on forever (seen at shutdown)
         try:
-            await asyncio.wait_for(self._event.wait(), within)
+            async with asyncio.timeout(within):
+                await self._event.wait()
         except TimeoutError:
             return False
         return True

@@ -62,8 +62,9 @@ class Outbound:
             InvalidRequestError: the acceptor refused (e.g. it already peers with this cluster).
             PeerProtocolError: the answer made no sense.
         """
-        answer = await self._present_secret("exchange", token, partition, peering_id)
-        return {key: _text(answer, key) for key in ("StreamSecret", "Datacenter", "ServerName", "Version")}
+        keys = ("StreamSecret", "Datacenter", "ServerName", "Version")
+        answer = await self._present_secret("exchange", token, partition, peering_id, keys)
+        return {key: _text(answer, key) for key in keys}
 
     async def probe(self, token: PeeringToken, partition: str) -> dict[str, str]:
         """Ask the acceptor whether the token's secret is still good, consuming nothing.
@@ -71,10 +72,13 @@ class Outbound:
         Raises:
             SecretRejectedError, PeerUnreachableError, InvalidRequestError, PeerProtocolError: as `exchange`.
         """
-        answer = await self._present_secret("probe", token, partition, "")
-        return {key: _text(answer, key) for key in ("Datacenter", "ServerName", "Version", "ProtocolVersion")}
+        keys = ("Datacenter", "ServerName", "Version", "ProtocolVersion")
+        answer = await self._present_secret("probe", token, partition, "", keys)
+        return {key: _text(answer, key) for key in keys}
 
-    async def _present_secret(self, operation: str, token: PeeringToken, partition: str, peering_id: str) -> Any:
+    async def _present_secret(
+        self, operation: str, token: PeeringToken, partition: str, peering_id: str, keys: tuple[str, ...]
+    ) -> Any:
         """Send the token's establishment secret and our identity to the acceptor (exchange or probe)."""
         body = {
             "PeerID": token.peer_id,
@@ -83,7 +87,7 @@ class Outbound:
         }
         try:
             return await self._peers.call(
-                token_target(token), operation, body, within=self._cluster.timings.establish_timeout
+                token_target(token), operation, body, within=self._cluster.timings.establish_timeout, expect=keys
             )
         except SecretRejectedError:
             raise SecretRejectedError(
@@ -96,9 +100,11 @@ class Outbound:
         secret = (await cluster.store.secrets(peering.id)).stream_secret or ""
         try:
             answer = await self._peers.call(
-                target_of(peering), "heartbeat", {"PeerID": peering.peer_id, "StreamSecret": secret}
+                target_of(peering), "heartbeat", {"PeerID": peering.peer_id, "StreamSecret": secret}, expect=("Status",)
             )
             status = _text(answer, "Status")
+            if status not in (PeeringState.ACTIVE, PeeringState.TERMINATED):
+                raise PeerProtocolError(f"the peer answered heartbeat with an unknown Status {status[:64]!r}")
         except PeerError as exc:
             cluster.metrics.heartbeat_sent("failed")
             return await self._heartbeat_failed(peering, exc.message)
@@ -119,7 +125,7 @@ class Outbound:
         now = cluster.now()
         cluster.tracker.sent(peering.id, now)
         log.debug("heartbeat failed: %s", reason, extra=log_fields(peering))
-        silent = (now - cluster.tracker.silent_since(peering.id)).total_seconds()
+        silent = cluster.tracker.silent_for(peering.id)
         if (
             peering.state is PeeringState.ACTIVE
             and silent >= cluster.timings.heartbeat_timeout

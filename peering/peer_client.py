@@ -17,6 +17,8 @@ from peering.errors import InvalidRequestError, PeerProtocolError, PeerUnreachab
 
 PROTOCOL_PREFIX = "/peering/v1"
 RETRY_PAUSE = 0.15
+MAX_IN_FLIGHT = 64  # calls to peers at once, over all peers: many links cannot open unbounded connections
+RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy in front of the peer, or a peer over its concurrency limit
 _MAX_PEER_TEXT = 512
 _ACTIONS = {
     "exchange": "exchange peering secret",
@@ -71,17 +73,22 @@ class _AddressFailedError(PeerUnreachableError):
 
 
 class PeerClient:
-    """Sends peer-protocol requests; one keep-alive client per set of pinned CAs."""
+    """Sends peer-protocol requests; one keep-alive client per set of pinned CAs, at most `max_in_flight` at once.
+
+    Every attempt (waiting for a slot, connecting, TLS, the whole answer) ends within `attempt_timeout`.
+    """
 
     def __init__(
         self,
         tls_context: Callable[[Sequence[str]], ssl.SSLContext],
         *,
         attempt_timeout: float = 2.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._tls_context = tls_context
         self._timeout = attempt_timeout
         self._clients: dict[tuple[str, ...], httpx.AsyncClient] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
 
     def _client(self, ca_pems: tuple[str, ...]) -> httpx.AsyncClient:
         client = self._clients.get(ca_pems)
@@ -95,8 +102,18 @@ class PeerClient:
             self._clients[ca_pems] = client
         return client
 
-    async def call(self, target: PeerTarget, operation: str, body: dict[str, Any], *, within: float = 0.0) -> Any:
-        """POST `body` to the peer's `operation`, trying each address in turn, retrying until `within` s pass.
+    async def call(
+        self,
+        target: PeerTarget,
+        operation: str,
+        body: dict[str, Any],
+        *,
+        within: float = 0.0,
+        expect: Sequence[str] = (),
+    ) -> Any:
+        """POST `body` to the peer's `operation`, trying each address in turn, retrying until `within` s pass
+        (no attempt outlives that deadline; with `within=0`, one full attempt per address). The answer must
+        be a JSON object with a string at every key of `expect`.
 
         Raises:
             PeerUnreachableError: no address answered (refused, timed out, TLS rejected).
@@ -110,8 +127,12 @@ class PeerClient:
         while True:
             lasting = True
             for address in target.addresses:
+                remaining = deadline - loop.time()
+                if within > 0 and remaining <= 0 and failures:
+                    break
+                budget = self._timeout if within <= 0 else max(0.0, min(self._timeout, remaining))
                 try:
-                    return await self._post(target, address, operation, body)
+                    return await self._post(target, address, operation, body, budget, expect)
                 except _AddressFailedError as exc:
                     failures[address] = exc.message
                     lasting = lasting and exc.lasting
@@ -119,27 +140,46 @@ class PeerClient:
                 raise PeerUnreachableError("; ".join(failures.values()))
             await asyncio.sleep(RETRY_PAUSE)
 
-    async def _post(self, target: PeerTarget, address: str, operation: str, body: dict[str, Any]) -> Any:
+    async def _post(
+        self,
+        target: PeerTarget,
+        address: str,
+        operation: str,
+        body: dict[str, Any],
+        budget: float,
+        expect: Sequence[str],
+    ) -> Any:
         url = f"https://{address}{PROTOCOL_PREFIX}/{operation}"
+        failed = f'failed to {_ACTIONS.get(operation, operation)} through address "{address}"'
         try:
-            response = await self._client(target.ca_pems).post(
-                url, json=body, extensions={"sni_hostname": target.server_name}
-            )
+            # httpx's timeout is per phase (a peer trickling its answer resets it): bound the whole attempt too
+            async with asyncio.timeout(budget), self._slots:
+                response = await self._client(target.ca_pems).post(
+                    url, json=body, timeout=budget, extensions={"sni_hostname": target.server_name}
+                )
+        except TimeoutError:
+            raise _AddressFailedError(f"{failed}: i/o timeout", False) from None
         except httpx.HTTPError as exc:
-            action = _ACTIONS.get(operation, operation)
             reason, lasting = _reason(exc)
-            raise _AddressFailedError(f'failed to {action} through address "{address}": {reason}', lasting) from exc
+            raise _AddressFailedError(f"{failed}: {reason}", lasting) from exc
+        status = response.status_code
         text = response.text[:_MAX_PEER_TEXT]
-        if response.status_code == 403:
+        if status == 403:
             raise SecretRejectedError(text)
-        if response.status_code == 400:
+        if status == 400:
             raise InvalidRequestError(text)
-        if response.status_code != 200:
-            raise PeerProtocolError(f'the peer at "{address}" answered {operation} with status {response.status_code}')
+        if status in RETRY_STATUSES:
+            raise _AddressFailedError(f"{failed}: the peer answered with status {status}", False)
+        if status != 200:
+            raise PeerProtocolError(f"{failed}: the peer answered with status {status}")
         try:
-            return response.json()
+            answer = response.json()
         except ValueError:
-            raise PeerProtocolError(f'the peer at "{address}" answered {operation} with malformed JSON') from None
+            raise PeerProtocolError(f"{failed}: the peer answered with malformed JSON") from None
+        for key in expect:
+            if not isinstance(answer, dict) or not isinstance(answer.get(key), str):
+                raise PeerProtocolError(f"{failed}: the peer's answer has no valid {key}")
+        return answer
 
     async def aclose(self) -> None:
         """Close every pooled connection."""

@@ -11,6 +11,7 @@ from peering.errors import InvalidRequestError
 DEFAULT_PARTITION = "default"
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+PEER_NAME_PATTERN = f"^{_LABEL.pattern}$"  # as the OpenAPI documents it
 _META_KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 _MAX_META_PAIRS = 64
 _MAX_META_VALUE = 512

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +12,9 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from peering import logs
 from peering.app import Runtime, create_app, create_peer_app, open_runtime
@@ -20,6 +23,92 @@ from peering.settings import Settings, split_host_port
 log = logging.getLogger("peering.server")
 
 CLOSE_GRACE = 0.5  # seconds a closing connection gets to finish its TLS goodbye during shutdown
+REQUEST_TIMEOUT = 10.0  # seconds a client has to send a whole request (head and body), from connect or last answer
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers; a longer head is a 431 and the connection closes
+
+
+def _refusal(status: str, text: str) -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+        f"content-length: {len(text)}\r\n\r\n{text}"
+    ).encode()
+
+
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers (h11 also takes bare LFs)
+_TIMED_OUT = _refusal("408 Request Timeout", "request timeout")
+_HEAD_TOO_LARGE = _refusal("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
+
+
+class _DeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request to arrive in full, and a cap on its head.
+
+    uvicorn bounds only the idle time between requests (`timeout_keep_alive`), and any byte cancels it: a
+    client that trickles a request head or body (slowloris) would otherwise hold its connection, and one
+    of the `limit_concurrency` slots, for ever. Once the request is in, the deadline is off (a blocking
+    query may wait minutes); the next request on a keep-alive connection gets a new one.
+
+    h11 refuses only a head still incomplete past its limit; one that arrives whole in a single read (up
+    to 256 KiB) would pass, so the head's size is checked here before h11 sees the bytes.
+    """
+
+    request_timeout = REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        self._arm()
+        super().on_response_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
+            pending = self.conn.trailing_data[0] + data
+            end = _HEAD_END.search(pending)
+            if (end.start() if end else len(pending)) > MAX_HEAD_BYTES:
+                log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
+                self._refuse(_HEAD_TOO_LARGE)
+                return
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # the whole request arrived (or the connection is done with)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        log.debug("closing a connection whose request did not arrive within %.1f s", self.request_timeout)
+        answered = self.conn.their_state is not h11.IDLE and self.cycle.response_started
+        self._refuse(b"" if answered else _TIMED_OUT)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm()
+        self.transport.write(answer)
+        self.transport.close()
+        # a TLS close waits for the client's close_notify, which a stalled client never sends
+        self.loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+
+def _protocol(request_timeout: float) -> type[H11Protocol]:
+    """The HTTP protocol class for both listeners, with this request deadline."""
+    return type("DeadlineProtocol", (_DeadlineProtocol,), {"request_timeout": request_timeout})
 
 
 class _Server(uvicorn.Server):
@@ -84,9 +173,39 @@ def _bind(address: str) -> socket.socket:
     return sock
 
 
+def _reachable(bound: str) -> str:
+    """The address to put into tokens when none is configured: the bound one, unless it is a wildcard
+    (`0.0.0.0`, `::`), which a peer cannot dial; then this host's outward-facing address."""
+    host, port = split_host_port(bound)
+    if host not in ("0.0.0.0", "::"):  # noqa: S104 -- comparing, not binding
+        return bound
+    guessed = _outward_address()
+    log.warning("advertising %s:%d for the wildcard peering address; set --advertise-addr to choose", guessed, port)
+    return f"[{guessed}]:{port}" if ":" in guessed else f"{guessed}:{port}"
+
+
+def _outward_address() -> str:
+    # connecting a UDP socket sends nothing; it only picks the interface a packet would leave by
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            return str(probe.getsockname()[0])
+        except OSError:
+            pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
 @asynccontextmanager
-async def listening(settings: Settings, **runtime_options: Any) -> AsyncIterator[tuple[Runtime, Bound]]:
-    """Open the runtime and serve both listeners for the duration of the block (no signal handling)."""
+async def listening(
+    settings: Settings, *, request_timeout: float = REQUEST_TIMEOUT, **runtime_options: Any
+) -> AsyncIterator[tuple[Runtime, Bound]]:
+    """Open the runtime and serve both listeners for the duration of the block (no signal handling).
+
+    `request_timeout`: seconds a client has to send each request in full (tests shorten it).
+    """
     http_sock = _bind(settings.http_addr)
     try:
         peer_sock = _bind(settings.peering_addr)
@@ -94,7 +213,7 @@ async def listening(settings: Settings, **runtime_options: Any) -> AsyncIterator
         http_sock.close()
         raise
     bound = Bound(_format(http_sock), _format(peer_sock))
-    advertise = settings.advertise_addr or bound.peering_addr
+    advertise = settings.advertise_addr or _reachable(bound.peering_addr)
     async with open_runtime(settings, advertise_addresses=[advertise], **runtime_options) as runtime:
         common: dict[str, Any] = {
             "lifespan": "off",
@@ -103,6 +222,8 @@ async def listening(settings: Settings, **runtime_options: Any) -> AsyncIterator
             "timeout_graceful_shutdown": 10,
             "timeout_keep_alive": 5,
             "limit_concurrency": 1000,
+            "http": _protocol(request_timeout),
+            "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
         }
         http = _Server(uvicorn.Config(create_app(runtime), **common))
         peer = _Server(
@@ -138,6 +259,9 @@ async def serve(settings: Settings) -> None:
         stop.set()
 
     async with listening(settings) as (runtime, bound):
+        # before the ready line: a SIGTERM sent as soon as it is read must still give a clean shutdown
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
         log.info(
             "cluster ready",
             extra={
@@ -149,8 +273,6 @@ async def serve(settings: Settings) -> None:
                 "data_dir": str(settings.data_dir),
             },
         )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig.name)
         try:
             await stop.wait()
         finally:

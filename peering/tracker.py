@@ -2,30 +2,43 @@
 
 Not a write: it never bumps an index or wakes a blocking query. After a restart it starts empty,
 and a link's age is counted from the start of the process.
+
+Times shown to clients are wall-clock; how long a link has been silent is measured on a monotonic
+clock, so that a wall-clock jump (NTP step, VM resume, operator) never fails a healthy link nor
+keeps a dead one alive.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from peering.domain import StreamStatus
+from peering.domain import NO_STREAM, StreamStatus
 
 
 class StreamTracker:
     """The `StreamStatus` of every peering this process has talked to."""
 
-    def __init__(self, started: datetime) -> None:
+    def __init__(self, started: datetime, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.started = started
+        self._monotonic = monotonic
+        self._started_at = monotonic()
         self._status: dict[str, StreamStatus] = {}
+        self._heard: dict[str, float] = {}  # monotonic time of the last heartbeat
+
+    def __len__(self) -> int:
+        return len(self._status)
 
     def get(self, peering_id: str) -> StreamStatus:
         """The status of a peering (all `None` until something happened)."""
-        return self._status.get(peering_id, StreamStatus())
+        return self._status.get(peering_id, NO_STREAM)
 
     def heartbeat(self, peering_id: str, at: datetime) -> None:
         """A heartbeat went through: received and answered (acceptor) or sent and answered (dialer)."""
         self._status[peering_id] = StreamStatus(last_heartbeat=at, last_receive=at, last_send=at)
+        self._heard[peering_id] = self._monotonic()
 
     def sent(self, peering_id: str, at: datetime) -> None:
         """A message was sent (or attempted) to the peer."""
@@ -35,11 +48,11 @@ class StreamTracker:
         """A message arrived from the peer."""
         self._status[peering_id] = replace(self.get(peering_id), last_receive=at)
 
-    def silent_since(self, peering_id: str) -> datetime:
-        """Since when no heartbeat went through (the process start if never)."""
-        last = self.get(peering_id).last_heartbeat
-        return last if last is not None else self.started
+    def silent_for(self, peering_id: str) -> float:
+        """Seconds since a heartbeat last went through (since the process start if never), monotonic."""
+        return self._monotonic() - self._heard.get(peering_id, self._started_at)
 
     def forget(self, peering_id: str) -> None:
         """Drop a removed peering."""
         self._status.pop(peering_id, None)
+        self._heard.pop(peering_id, None)

@@ -490,3 +490,30 @@ async def test_no_path_produces_a_500(client: httpx.AsyncClient, method: str, na
 async def test_no_body_produces_a_500(client: httpx.AsyncClient, body: bytes) -> None:
     response = await client.post("/v1/peering/token", content=body)
     assert response.status_code in (200, 400), response.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/peering/cluster-02",
+        "/v1/peering/CLUSTER-02?pretty",
+        "/v1/peering/cluster-02?partition=&stale",
+        "/v1/peering/x?partition=team-a",
+        "/v1/peering/missing",
+        "/v1/peering/cluster-02?partition=Bad_Part",
+        "/v1/peerings",
+        "/v1/peerings?pretty&consistent",
+        "/v1/peerings?partition=team-a",
+        "/v1/peerings?partition=empty",
+        "/v1/peerings?stale&consistent",
+    ],
+)
+async def test_the_fast_read_path_answers_exactly_as_the_routes(client: httpx.AsyncClient, url: str) -> None:
+    """Plain reads and lists (served by a fast path) give the same status, headers and bytes as the routes
+    (reached with `index=0`, which the fast path leaves to them)."""
+    await generate(client, Meta={"env": "prod"})
+    await generate(client, "x", Partition="team-a")
+    fast = await client.get(url)
+    slow = await client.get(url + ("&" if "?" in url else "?") + "index=0")
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert dict(fast.headers) == dict(slow.headers)

@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 
+from peering.app import Runtime
 from peering.server import listening
 from peering.settings import Settings
 
@@ -31,11 +32,13 @@ class Node:
         self.name = name
         self.settings = settings  # extra `Settings` fields (ACLs)
         self.headers: dict[str, str] = {}  # sent with every API call (an ACL token)
+        self.options: dict[str, Any] = {}  # extra `listening` options (a wall clock, a request timeout)
         self.data = data
         self.datacenter = datacenter
         self.http_addr = "127.0.0.1:0"
         self.peering_addr = "127.0.0.1:0"
         self.api: httpx.AsyncClient
+        self.runtime: Runtime  # while started
         self._stack: AsyncExitStack | None = None
 
     async def start(self) -> None:
@@ -49,7 +52,7 @@ class Node:
             **self.settings,
         )
         stack = AsyncExitStack()
-        _, bound = await stack.enter_async_context(listening(settings))
+        self.runtime, bound = await stack.enter_async_context(listening(settings, **self.options))
         # a restart keeps the same ports, as an operator's would
         self.http_addr, self.peering_addr = bound.http_addr, bound.peering_addr
         self.api = await stack.enter_async_context(

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from peering.metrics import Metrics
 
 log = logging.getLogger("peering.http")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 class RequestLog:
@@ -43,7 +44,8 @@ class RequestLog:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "other")  # mounted assets and unknown paths
             if self._metrics is not None:
-                self._metrics.request(scope["method"], route, status, seconds)
+                method = scope["method"] if scope["method"] in _METHODS else "other"  # labels stay bounded
+                self._metrics.request(method, route, status, seconds)
             if log.isEnabledFor(self._level):
                 client = scope.get("client")
                 log.log(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from peering.api.deps import AccessDep, ServiceDep
 from peering.api.errors import error_responses
-from peering.api.render import json_response, rfc3339
+from peering.api.render import json_response, read_headers, rfc3339
 from peering.errors import InvalidRequestError
 from peering.metrics import CONTENT_TYPE, Metrics
 
@@ -47,8 +47,9 @@ async def metrics(
     if format not in (None, "", "prometheus"):
         raise InvalidRequestError(f"Invalid format {format[:32]!r}: only prometheus is supported")
     registry.observe((p.name, p.partition, p.state.value) for p in await service.snapshot(access=access))
+    headers = read_headers(await service.current_index())  # as every GET (SPEC §3)
     if format == "prometheus":
-        return Response(content=registry.render(), media_type=CONTENT_TYPE)
+        return Response(content=registry.render(), media_type=CONTENT_TYPE, headers=headers)
     samples = registry.samples()
     body = {
         "Timestamp": rfc3339(datetime.now(UTC).replace(microsecond=0)),
@@ -57,4 +58,4 @@ async def metrics(
         "Points": [],
         "Samples": [s for s in samples if s["Name"].endswith(("_sum", "_count"))],
     }
-    return json_response(body, pretty=pretty is not None)
+    return json_response(body, pretty=pretty is not None, headers=headers)

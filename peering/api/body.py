@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from peering.errors import InvalidRequestError, RequestTooLargeError
 
@@ -38,17 +39,22 @@ async def read_body(request: Request) -> bytes:
 
     Raises:
         RequestTooLargeError: the body (or its announced length) is over the limit.
+        InvalidRequestError: the client went away before the body was complete (nobody reads the answer,
+            but it must not count as a 500 nor log a traceback).
     """
     announced = request.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > MAX_BODY_BYTES:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidRequestError("Body decoding failed: unexpected EOF") from None
     return b"".join(chunks)
 
 
@@ -105,10 +111,9 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON request body of this model (bodies are parsed by `json_body`)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
-        }
-    }
+    """`openapi_extra` documenting a JSON request body of this model (bodies are parsed by `json_body`).
+
+    Nested models point into `components/schemas`; `errors.document` moves their `$defs` there.
+    """
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -9,6 +9,7 @@ from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredent
 
 from peering.acl import AclService
 from peering.acl_model import Access
+from peering.api.render import PeeringBytes
 from peering.service import PeeringService
 
 _QUERY = APIKeyQuery(name="token", auto_error=False, description="ACL token (first choice).")
@@ -19,6 +20,11 @@ _BEARER = HTTPBearer(auto_error=False, description="ACL token as `Authorization:
 async def get_service(request: Request) -> PeeringService:
     """The peering service the composition root put on the app."""
     return cast(PeeringService, request.app.state.service)
+
+
+async def get_encoded(request: Request) -> PeeringBytes:
+    """The app's cache of encoded peerings."""
+    return cast(PeeringBytes, request.app.state.encoded)
 
 
 async def get_acl(request: Request) -> AclService:
@@ -48,6 +54,7 @@ async def get_access(
 
 
 ServiceDep = Annotated[PeeringService, Depends(get_service)]
+EncodedDep = Annotated[PeeringBytes, Depends(get_encoded)]
 AclDep = Annotated[AclService, Depends(get_acl)]
 AccessDep = Annotated[Access, Depends(get_access)]
 SecretDep = Annotated[str | None, Depends(get_secret)]

@@ -42,6 +42,21 @@ _DESCRIPTIONS = {
 }
 
 
+_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Consul-Index": {"description": "The data's index (every GET).", "schema": {"type": "integer", "minimum": 1}},
+    "X-Consul-KnownLeader": {
+        "description": "Always `true` (every GET).",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "X-Consul-LastContact": {"description": "Always `0` (every GET).", "schema": {"type": "integer", "enum": [0]}},
+    "X-Consul-Default-ACL-Policy": {
+        "description": "The default ACL policy, when ACLs are on.",
+        "schema": {"type": "string", "enum": ["allow", "deny"]},
+    },
+}
+_READ_HEADERS = ("X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact")
+
+
 def status_for(error: PeeringError) -> int:
     """The status of an error: the entry of its nearest class in `STATUS` (500 for none)."""
     for cls in type(error).__mro__:
@@ -102,13 +117,22 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the generated OpenAPI say what the handlers do: no 422 (validation errors are 400 here, and
-    documented per route), and anonymous access as an alternative to each ACL token carrier."""
+    documented per route), anonymous access as an alternative to each ACL token carrier, the nested
+    models of request bodies (`$defs`, see `body.body_openapi`) among the components their `$ref`s name,
+    and the headers of every answer (`read_headers` on GETs, `X-Consul-Default-ACL-Policy` with ACLs)."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    components["headers"] = {name: {**header, "required": name in _READ_HEADERS} for name, header in _HEADERS.items()}
     for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
             operation.get("responses", {}).pop("422", None)
             if operation.get("security"):
                 operation["security"].append({})
-    schemas = schema.get("components", {}).get("schemas", {})
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                schemas.update(content.get("schema", {}).pop("$defs", {}))
+            names = [name for name in _HEADERS if method == "get" or name not in _READ_HEADERS]
+            for response in operation.get("responses", {}).values():
+                response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return schema

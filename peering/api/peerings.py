@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from peering.api.body import body_openapi, json_body
-from peering.api.deps import AccessDep, ServiceDep
+from peering.api.deps import AccessDep, EncodedDep, ServiceDep
 from peering.api.errors import error_responses
 from peering.api.query import ReadOptionsDep, WriteOptionsDep
-from peering.api.render import json_response, peering_json, read_headers
+from peering.api.render import bytes_response, json_response, read_headers
 from peering.api.schemas import (
     CheckResponse,
     EstablishRequest,
@@ -122,14 +122,20 @@ async def generate_token(
     response_model=PeeringResponse,
     responses=error_responses(400, 403, 404),
 )
-async def read_peering(name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
+async def read_peering(
+    name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
+) -> Response:
     """Read one peering by name (case-insensitive). Supports blocking queries with `index` and `wait`."""
     peering = await service.read(options.partition, name, min_index=options.index, wait=options.wait, access=access)
-    return json_response(peering_json(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
+    return bytes_response(encoded.one(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
 
 
 @router.delete(
-    "/peering/{name}", operation_id="deletePeering", summary="Delete a peering", responses=error_responses(400, 403)
+    "/peering/{name}",
+    operation_id="deletePeering",
+    summary="Delete a peering",
+    response_class=Response,  # 200 with an empty body: documented without content
+    responses=error_responses(400, 403),
 )
 async def delete_peering(name: str, options: WriteOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
     """Delete a peering: it turns `TERMINATED` with `DeletedAt`, then is removed. Unknown names are fine."""
@@ -158,9 +164,11 @@ async def delete_without_name() -> Response:
     response_model=list[PeeringResponse],
     responses=error_responses(400, 403),
 )
-async def list_peerings(options: ReadOptionsDep, service: ServiceDep, access: AccessDep) -> Response:
+async def list_peerings(
+    options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
+) -> Response:
     """List the peerings of a partition, sorted by name, every state included. Supports blocking queries."""
     peerings, index = await service.list_peerings(
         options.partition, min_index=options.index, wait=options.wait, access=access
     )
-    return json_response([peering_json(p) for p in peerings], pretty=options.pretty, headers=read_headers(index))
+    return bytes_response(encoded.many(peerings), pretty=options.pretty, headers=read_headers(index))

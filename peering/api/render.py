@@ -55,9 +55,40 @@ def peering_json(p: Peering) -> dict[str, Any]:
     return body
 
 
+class PeeringBytes:
+    """Each peering's compact JSON, kept until the peering object changes (the service hands back the
+    same object while neither it nor its link status changed), so a list is a join of cached bytes."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._cache: dict[str, tuple[Peering, bytes]] = {}
+        self._limit = limit
+
+    def one(self, peering: Peering) -> bytes:
+        """The peering's JSON bytes."""
+        hit = self._cache.get(peering.id)
+        if hit is not None and hit[0] is peering:
+            return hit[1]
+        if len(self._cache) >= self._limit:
+            self._cache.clear()  # removed peerings' entries go too; the next requests refill it
+        encoded = orjson.dumps(peering_json(peering))
+        self._cache[peering.id] = (peering, encoded)
+        return encoded
+
+    def many(self, peerings: list[Peering]) -> bytes:
+        """A JSON array of the peerings."""
+        return b"[" + b",".join(self.one(p) for p in peerings) + b"]"
+
+
 def read_headers(index: int) -> dict[str, str]:
     """Headers every GET answers with."""
     return {"X-Consul-Index": str(max(1, index)), "X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"}
+
+
+def bytes_response(content: bytes, *, pretty: bool, headers: dict[str, str] | None = None) -> Response:
+    """A 200 JSON answer from already encoded JSON (re-indented for `?pretty`)."""
+    if pretty:
+        content = (json.dumps(orjson.loads(content), indent=4) + "\n").encode()
+    return Response(content=content, media_type="application/json", headers=headers)
 
 
 def json_response(data: object, *, pretty: bool, headers: dict[str, str] | None = None) -> Response:

@@ -232,6 +232,9 @@ class SqliteStore:
         # the file holds secrets: create it 0600 (SQLite gives its -wal and -shm files the same mode)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
+        for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if leftover.exists():  # left by a crash (perhaps restored with a looser mode): SQLite reuses them as is
+                os.chmod(leftover, 0o600)
         writer = await _connect(path)
         try:
             await _migrate(writer)
