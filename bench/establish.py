@@ -1,17 +1,15 @@
 """Establish latency between two local clusters (real processes, real TLS): median and p99.
 
-Usage: .venv/bin/python bench/establish.py [rounds]
+Usage: .venv/bin/python bench/establish.py [rounds]   (also part of bench/run.py)
 
 Each round generates a fresh token on A (not timed) and establishes it on B (timed), re-using the
-dialer name so that the one-peering-per-cluster rule does not get in the way.
+dialer name so that the one-peering-per-cluster rule does not get in the way. Both clusters listen
+on ports the OS picks, found from their own sockets (see bench/procs.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,75 +17,66 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procs import Server, start_cluster
+
+WARMUP_ROUNDS = 5
 
 
-def start(data: Path, http: int, peer: int, datacenter: str) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "peering",
-        "serve",
-        "--data-dir",
-        str(data),
-        "--datacenter",
-        datacenter,
-        "--http-addr",
-        f"127.0.0.1:{http}",
-        "--peering-addr",
-        f"127.0.0.1:{peer}",
-        "--log-level",
-        "warning",
-    ]
-    return subprocess.Popen(command, cwd=ROOT)
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of `values` (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/status/leader", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
+def establish_times(
+    acceptor: Server, dialer: Server, rounds: int, *, partition: str = "default", warmup: int = WARMUP_ROUNDS
+) -> list[float]:
+    """Milliseconds each of `rounds` establishes took (after `warmup` untimed ones)."""
+    times: list[float] = []
+    with httpx.Client(timeout=30) as http:
+        for _ in range(rounds + warmup):
+            acceptor.check_alive()
+            dialer.check_alive()
+            token = http.post(
+                f"{acceptor.url}/v1/peering/token", json={"PeerName": "bench-dialer", "Partition": partition}
+            )
+            if token.status_code != 200:
+                raise RuntimeError(f"token generation failed: {token.status_code} {token.text}")
+            began = time.perf_counter()
+            response = http.post(
+                f"{dialer.url}/v1/peering/establish",
+                json={
+                    "PeerName": "bench-acceptor",
+                    "PeeringToken": token.json()["PeeringToken"],
+                    "Partition": partition,
+                },
+            )
+            times.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"establish failed: {response.status_code} {response.text}")
+    return times[warmup:]
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    with tempfile.TemporaryDirectory() as tmp:
-        a = start(Path(tmp, "a"), 18600, 18603, "dc1")
-        b = start(Path(tmp, "b"), 28600, 28603, "dc2")
+    with tempfile.TemporaryDirectory(prefix="bench-establish-") as tmp:
+        a = start_cluster("cluster-a", Path(tmp, "a"), "dc1", Path(tmp))
         try:
-            wait_ready("http://127.0.0.1:18600")
-            wait_ready("http://127.0.0.1:28600")
-            times: list[float] = []
-            with httpx.Client(timeout=30) as http:
-                for _ in range(rounds + 5):
-                    token = http.post("http://127.0.0.1:18600/v1/peering/token", json={"PeerName": "b"}).json()
-                    began = time.perf_counter()
-                    response = http.post(
-                        "http://127.0.0.1:28600/v1/peering/establish",
-                        json={"PeerName": "a", "PeeringToken": token["PeeringToken"]},
-                    )
-                    times.append((time.perf_counter() - began) * 1000)
-                    if response.status_code != 200:
-                        raise SystemExit(f"establish failed: {response.status_code} {response.text}")
-            times = times[5:]  # warm-up rounds
-            times.sort()
-            p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-            print(
-                f"establish between two local clusters, {rounds} rounds: "
-                f"p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms"
-            )
+            b = start_cluster("cluster-b", Path(tmp, "b"), "dc2", Path(tmp))
+            try:
+                times = establish_times(a, b, rounds)
+            finally:
+                b.stop()
         finally:
-            for process in (a, b):
-                process.send_signal(signal.SIGTERM)
-            for process in (a, b):
-                process.wait(15)
+            a.stop()
+    print(
+        f"establish between two local clusters, {rounds} rounds: p50 {statistics.median(times):.2f} ms, "
+        f"p99 {percentile(times, 0.99):.2f} ms, max {max(times):.2f} ms"
+    )
 
 
 if __name__ == "__main__":
-    os.environ.pop("PEERING_DATA_DIR", None)
     main()
