@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit browser audit openapi lock clean
+.PHONY: run test test-core check lint typecheck unit browser audit openapi lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 ## test: lint, type-check, then the test suite with coverage
 test: $(STAMP) lint typecheck unit
+
+## test-core: the same gates with the fast core of the suite only (no slow reliability tier)
+test-core: $(STAMP) lint typecheck
+	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check peering tests bench scripts

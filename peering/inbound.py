@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from peering import __version__
 from peering.cluster import PROTOCOL_VERSION, Cluster, hash_secret, same_secret
-from peering.domain import Event, Peering, PeeringState, Remote, Role
+from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
 from peering.errors import InvalidRequestError, PeeringConflictError, SecretRejectedError
 from peering.identity import fingerprint
 from peering.outbound import log_fields
@@ -81,9 +81,12 @@ class PeerEndpoint:
                 peering = await self._acceptor(peer_id)
                 if not await tx.consume_establishment_secret(peering.id, hash_secret(secret)):
                     raise SecretRejectedError(_BAD_ESTABLISHMENT)
+                # the exchange is the dialer's first sign of life: the link is up from here (one write
+                # fewer on the way to ACTIVE on both sides; the first heartbeat follows at once)
                 saved = await tx.save(
                     replace(
                         peering,
+                        state=transition(Role.ACCEPTOR, peering.state, Event.HEARTBEAT_OK),
                         peer_id=dialer.peering_id,
                         peer_ca_pems=(dialer.ca,),
                         peer_server_name=dialer.server_name,
@@ -92,12 +95,12 @@ class PeerEndpoint:
                         remote_cluster=remote,
                     )
                 )
-                old = await tx.secrets(peering.id)
-                await tx.set_secrets(peering.id, replace(old, establishment_hash=None, stream_hash=hash_secret(stream)))
+                await tx.set_stream_hash(peering.id, hash_secret(stream))  # the consume cleared the other
         except SecretRejectedError:
             log.warning("rejected a peering establishment secret", extra={"peering_id": peer_id[:64]})
             raise
-        log.info("peering secret exchanged", extra={**log_fields(saved), "remote_datacenter": dialer.datacenter})
+        self._cluster.tracker.heartbeat(saved.id, self._cluster.now())
+        log.info("peering established", extra={**log_fields(saved), "remote_datacenter": dialer.datacenter})
         return {"StreamSecret": stream, **self._answer()}
 
     async def probe(self, peer_id: str, secret: str, dialer: Dialer) -> dict[str, str]:
@@ -139,8 +142,7 @@ class PeerEndpoint:
         if peering.state is not PeeringState.ACTIVE:
             saved = await cluster.apply(peering.id, Event.HEARTBEAT_OK)
             if saved is not None:
-                event = "peering established" if peering.state is PeeringState.INITIAL else "peering recovered"
-                log.info(event, extra=log_fields(saved))
+                log.info("peering recovered", extra=log_fields(saved))
         return PeeringState.ACTIVE.value
 
     async def terminate(self, peer_id: str, proof: str) -> None:

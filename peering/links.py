@@ -24,6 +24,7 @@ from peering.service import PeeringService
 log = logging.getLogger("peering.links")
 
 MAX_BACKOFF = 64.0
+COALESCE = 0.02  # seconds a pass waits after a write woke it, for the writes right behind it
 
 
 class LinkKeeper:
@@ -48,7 +49,9 @@ class LinkKeeper:
                 except Exception:
                     # one bad pass must not end the loop; the next one retries
                     log.exception("keeping links failed")
-                await watch.wait(self._tick)
+                if await watch.wait(self._tick):
+                    # a burst of writes (a client creating many peerings) costs one pass, not one each
+                    await asyncio.sleep(COALESCE)
         finally:
             tasks = list(self._tasks.values())
             for task in tasks:

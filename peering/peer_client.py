@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from peering.errors import InvalidRequestError, PeerProtocolError, PeerUnreachab
 PROTOCOL_PREFIX = "/peering/v1"
 RETRY_PAUSE = 0.15
 MAX_IN_FLIGHT = 64  # calls to peers at once, over all peers: many links cannot open unbounded connections
+MAX_CLIENTS = 256  # pooled clients kept, one per set of pinned CAs (any token brings its own CA: bound them)
 RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy in front of the peer, or a peer over its concurrency limit
 _MAX_PEER_TEXT = 512
 _ACTIONS = {
@@ -73,7 +75,8 @@ class _AddressFailedError(PeerUnreachableError):
 
 
 class PeerClient:
-    """Sends peer-protocol requests; one keep-alive client per set of pinned CAs, at most `max_in_flight` at once.
+    """Sends peer-protocol requests, at most `max_in_flight` at once; one keep-alive client per set of pinned
+    CAs, at most `max_clients` of them (the least recently used idle one goes first).
 
     Every attempt (waiting for a slot, connecting, TLS, the whole answer) ends within `attempt_timeout`.
     """
@@ -84,14 +87,19 @@ class PeerClient:
         *,
         attempt_timeout: float = 2.0,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_clients: int = MAX_CLIENTS,
     ) -> None:
         self._tls_context = tls_context
         self._timeout = attempt_timeout
-        self._clients: dict[tuple[str, ...], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, ...], httpx.AsyncClient] = {}  # least recently used first
+        self._busy: dict[tuple[str, ...], int] = {}  # calls in flight per client: only idle ones are let go
+        self._max_clients = max_clients
+        self._closing: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
 
-    def _client(self, ca_pems: tuple[str, ...]) -> httpx.AsyncClient:
-        client = self._clients.get(ca_pems)
+    @contextmanager
+    def _using(self, ca_pems: tuple[str, ...]) -> Iterator[httpx.AsyncClient]:
+        client = self._clients.pop(ca_pems, None)
         if client is None:
             client = httpx.AsyncClient(
                 verify=self._tls_context(ca_pems),
@@ -99,8 +107,19 @@ class PeerClient:
                 trust_env=False,  # a proxy from the environment must never sit between two clusters
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
             )
-            self._clients[ca_pems] = client
-        return client
+            idle = [key for key in self._clients if not self._busy.get(key)]
+            for key in idle[: max(0, len(self._clients) + 1 - self._max_clients)]:
+                closing = asyncio.create_task(self._clients.pop(key).aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        self._clients[ca_pems] = client
+        self._busy[ca_pems] = self._busy.get(ca_pems, 0) + 1
+        try:
+            yield client
+        finally:
+            left = self._busy.pop(ca_pems) - 1
+            if left:
+                self._busy[ca_pems] = left
 
     async def call(
         self,
@@ -154,9 +173,10 @@ class PeerClient:
         try:
             # httpx's timeout is per phase (a peer trickling its answer resets it): bound the whole attempt too
             async with asyncio.timeout(budget), self._slots:
-                response = await self._client(target.ca_pems).post(
-                    url, json=body, timeout=budget, extensions={"sni_hostname": target.server_name}
-                )
+                with self._using(target.ca_pems) as client:
+                    response = await client.post(
+                        url, json=body, timeout=budget, extensions={"sni_hostname": target.server_name}
+                    )
         except TimeoutError:
             raise _AddressFailedError(f"{failed}: i/o timeout", False) from None
         except httpx.HTTPError as exc:
@@ -183,6 +203,7 @@ class PeerClient:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()

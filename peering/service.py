@@ -105,9 +105,8 @@ class PeeringService:
             else:
                 peering = self._regenerated(existing, meta)
             saved = await tx.save(peering)
-            old = await tx.secrets(saved.id)
             # a new token voids the unused one but keeps the stream secret of a live link
-            await tx.set_secrets(saved.id, replace(old, establishment_hash=hash_secret(secret)))
+            await tx.set_establishment_hash(saved.id, hash_secret(secret))
         log.info("peering created" if existing is None else "peering token regenerated", extra=log_fields(saved))
         me = cluster.identity
         token = tokens.PeeringToken(
@@ -322,8 +321,7 @@ class PeeringService:
             state = transition(existing.role, existing.state, Event.DELETED)
             await tx.save(replace(existing, state=state, deleted_at=now))
             # the token of an unused acceptor dies with it
-            old = await tx.secrets(existing.id)
-            await tx.set_secrets(existing.id, replace(old, establishment_hash=None))
+            await tx.set_establishment_hash(existing.id, None)
             # a peering with nobody to tell goes at once; otherwise the peer gets a grace period
             has_peer = existing.state is not PeeringState.TERMINATED and (
                 existing.role is Role.DIALER or existing.remote_cluster != ""

@@ -16,7 +16,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # CI (and `make test`) install Debian's chromium and set this, so that the test cannot be skipped there
 REQUIRED = os.environ.get("PEERING_REQUIRE_BROWSER") == "1"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason="chromium is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason="chromium is not installed"),
+]
 
 PEERING_PATHS = [
     "/v1/peering/token",

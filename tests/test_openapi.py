@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from peering.app import openapi_json
@@ -45,3 +46,24 @@ def test_spec_documents_acl_tokens_and_denials() -> None:
             if path.startswith(("/v1/peering", "/v1/acl/")) and path != "/v1/acl/bootstrap":
                 assert "403" in operation["responses"], (method, path)
                 assert operation["security"] == [{"APIKeyQuery": []}, {"APIKeyHeader": []}, {"HTTPBearer": []}, {}]
+
+
+def test_every_reference_resolves() -> None:
+    """Each `$ref` names a part of the document (a body model's `$defs` left in place would dangle)."""
+    spec = json.loads(openapi_json())
+
+    def refs(node: object) -> Iterator[str]:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    for ref in refs(spec):
+        target = spec
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in target, ref
+            target = target[part]

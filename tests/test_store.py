@@ -163,3 +163,38 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this program"):
         await SqliteStore.open(path)
+
+
+class _RefusedError(Exception):
+    pass
+
+
+async def test_concurrent_writers_commit_together_and_a_failing_one_undoes_only_itself(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Writers queued behind each other share one commit (group commit); each keeps its own index, one that
+    fails leaves nothing behind while the others are kept, and every answer comes after the commit."""
+    committed: list[int] = []
+
+    async def write(i: int) -> int:
+        async with store.transaction() as tx:
+            saved = await tx.save(acceptor(f"id-{i}", f"n{i}"))
+            await tx.set_establishment_hash(saved.id, f"h{i}")
+            if i in (0, 7):  # the first of the group and one that joined it
+                raise _RefusedError
+        # the write is durable once the transaction returns: another connection sees it
+        with sqlite3.connect(tmp_path / "p.db") as other:
+            assert other.execute("SELECT count(*) FROM peerings WHERE id = ?", (saved.id,)).fetchone() == (1,)
+        committed.append(saved.modify_index)
+        return saved.modify_index
+
+    results = await asyncio.gather(*(write(i) for i in range(20)), return_exceptions=True)
+    refused = [i for i, r in enumerate(results) if isinstance(r, _RefusedError)]
+    assert refused == [0, 7]
+    indexes = [r for r in results if isinstance(r, int)]
+    assert len(set(indexes)) == 18
+    names = {p.name for p in (await store.list_peerings("default"))[0]}
+    assert names == {f"n{i}" for i in range(20)} - {"n0", "n7"}
+    assert (await store.secrets("id-7")) == Secrets()
+    assert (await store.secrets("id-8")).establishment_hash == "h8"
+    assert await store.partition_index("default") == max(indexes)

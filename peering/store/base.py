@@ -60,6 +60,12 @@ class Transaction(Protocol):
     async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
         """Replace the secrets of a peering."""
 
+    async def set_establishment_hash(self, peering_id: str, secret_hash: str | None) -> None:
+        """Replace only the establishment secret's hash (None: no token is valid)."""
+
+    async def set_stream_hash(self, peering_id: str, secret_hash: str) -> None:
+        """Replace only the stream secret's hash."""
+
     async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
         """Atomically clear the establishment secret if it equals `secret_hash`; False if it did not."""
 

@@ -55,6 +55,12 @@ class _RecordingTransaction:
     async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
         await self._inner.set_secrets(peering_id, secrets)
 
+    async def set_establishment_hash(self, peering_id: str, secret_hash: str | None) -> None:
+        await self._inner.set_establishment_hash(peering_id, secret_hash)
+
+    async def set_stream_hash(self, peering_id: str, secret_hash: str) -> None:
+        await self._inner.set_stream_hash(peering_id, secret_hash)
+
     async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
         return await self._inner.consume_establishment_secret(peering_id, secret_hash)
 
@@ -71,6 +77,7 @@ class CachedStore:
         self._by_name: dict[tuple[str, str], str] = {}  # (partition, lower-cased name) -> ID
         self._partition_index: dict[str, int] = {}
         self._sorted: dict[str, list[Peering]] = {}  # per partition, rebuilt after a change
+        self._removed_at: dict[str, int] = {}  # ID -> index of its removal
 
     @classmethod
     async def load(cls, inner: Store) -> CachedStore:
@@ -105,20 +112,29 @@ class CachedStore:
         # committed (an exception would have skipped this): no await from here on, so no reader sees half
         if not recording.wrote:
             return
+        # writers committed together (group commit) may get here in any order: the higher index wins
+        index = recording.index
         touched: set[str] = set()
         for peering_id in recording.removed:
+            self._removed_at[peering_id] = index
             gone = self._by_id.get(peering_id)
-            if gone is not None:
+            if gone is not None and gone.modify_index <= index:
                 self._drop(gone)
                 touched.add(gone.partition)
         for peering in recording.saved.values():
             old = self._by_id.get(peering.id)
+            if (old is not None and old.modify_index > peering.modify_index) or self._removed_at.get(
+                peering.id, 0
+            ) > peering.modify_index:
+                continue
             if old is not None:
                 touched.add(old.partition)
             self._put(peering)
             touched.add(peering.partition)
         for partition in touched:
-            self._partition_index[partition] = recording.index
+            self._partition_index[partition] = max(index, self._partition_index.get(partition, 0))
+        if len(self._removed_at) > 100_000:
+            self._removed_at.clear()  # IDs are never reused, so old tombstones only guard late arrivals
 
     async def get(self, partition: str, name: str) -> Peering | None:
         peering_id = self._by_name.get((partition, name.lower()))

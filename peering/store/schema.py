@@ -78,4 +78,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO acl_bootstrap (id, done) VALUES (1, 0);
     """,
+    # 3: the partitions' indexes are kept by triggers, in the same statement as the peering write
+    """
+    CREATE TRIGGER partitions_after_insert AFTER INSERT ON peerings BEGIN
+        INSERT INTO partitions (name, modify_index) VALUES (NEW.partition, NEW.modify_index)
+        ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
+    END;
+    CREATE TRIGGER partitions_after_update AFTER UPDATE ON peerings BEGIN
+        INSERT INTO partitions (name, modify_index) VALUES (NEW.partition, NEW.modify_index)
+        ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
+        INSERT INTO partitions (name, modify_index) SELECT OLD.partition, NEW.modify_index
+        WHERE OLD.partition != NEW.partition
+        ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
+    END;
+    CREATE TRIGGER partitions_after_delete AFTER DELETE ON peerings BEGIN
+        INSERT INTO partitions (name, modify_index) SELECT OLD.partition, value FROM counter WHERE id = 1
+        ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
+    END;
+    """,
 )

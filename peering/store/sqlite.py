@@ -1,7 +1,7 @@
 """SQLite implementation of the store (the only module that knows SQL or aiosqlite).
 
-Two connections: one writer, whose transactions are serialised by a lock (`BEGIN IMMEDIATE`),
-and one reader, which in WAL mode sees only committed data.
+Two connections: one writer, whose transactions are serialised and committed in groups
+(`group_commit.py`), and one reader, which in WAL mode sees only committed data.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import aiosqlite
 from peering.domain import Peering, PeeringState, Remote, Role
 from peering.errors import PeeringConflictError
 from peering.store.base import Secrets
+from peering.store.group_commit import GroupCommit
 from peering.store.schema import MIGRATIONS
 
 _COLUMNS = (
@@ -116,13 +117,8 @@ class SqliteTransaction:
             if row is None:
                 raise RuntimeError("the index counter row is missing: the database is damaged")
             self._index = int(row[0])
-        if partition is not None and partition not in self.partitions:
-            self.partitions.add(partition)
-            await self._conn.execute(
-                "INSERT INTO partitions (name, modify_index) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index",
-                (partition, self._index),
-            )
+        if partition is not None:
+            self.partitions.add(partition)  # the partitions table itself is kept by triggers (schema 3)
         return self._index
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
@@ -147,9 +143,8 @@ class SqliteTransaction:
 
     async def save(self, peering: Peering) -> Peering:
         index = await self.bump(peering.partition)
-        existing = await self.get_by_id(peering.id)
-        create_index = existing.create_index if existing else index
-        saved = replace(peering, create_index=create_index, modify_index=index)
+        # a stored peering was read with its create_index (an update never changes the column)
+        saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
         try:
             await self._conn.execute(
                 f"INSERT INTO peerings ({_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
@@ -198,6 +193,20 @@ class SqliteTransaction:
             (peering_id, secrets.establishment_hash, secrets.stream_hash, secrets.stream_secret),
         )
 
+    async def set_establishment_hash(self, peering_id: str, secret_hash: str | None) -> None:
+        await self._conn.execute(
+            "INSERT INTO secrets (peering_id, establishment_hash) VALUES (?, ?) "
+            "ON CONFLICT (peering_id) DO UPDATE SET establishment_hash = excluded.establishment_hash",
+            (peering_id, secret_hash),
+        )
+
+    async def set_stream_hash(self, peering_id: str, secret_hash: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO secrets (peering_id, stream_hash) VALUES (?, ?) "
+            "ON CONFLICT (peering_id) DO UPDATE SET stream_hash = excluded.stream_hash",
+            (peering_id, secret_hash),
+        )
+
     async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
         async with self._conn.execute(
             "UPDATE secrets SET establishment_hash = NULL WHERE peering_id = ? AND establishment_hash = ?",
@@ -221,7 +230,7 @@ class SqliteStore:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
-        self._lock = asyncio.Lock()
+        self._group = GroupCommit(writer)
         self._read_lock = asyncio.Lock()
 
     @classmethod
@@ -246,21 +255,16 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Close both connections (checkpointing the WAL)."""
-        async with self._lock, self._read_lock:
+        async with self._read_lock:
+            await self._group.close()
             await self._reader.close()
             await self._writer.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
-        async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            tx = SqliteTransaction(self._writer)
-            try:
-                yield tx
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+        """A write transaction; it returns only once its writes are durable (see `GroupCommit`)."""
+        async with self._group.transaction() as conn:
+            yield SqliteTransaction(conn)
 
     async def read_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """The rows of a query on the reader (for the other SQLite tables)."""
