@@ -82,6 +82,7 @@ class PeeringService:
         self._store = cluster.store
         self._outbound = outbound
         self._name_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lists: dict[str, tuple[list[Peering], int, list[Peering]]] = {}
 
     async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
         """Create the acceptor side of a peering (or rotate its secret) and return a signed token.
@@ -278,7 +279,18 @@ class PeeringService:
         part = normalize_partition(partition)
         await access.require("peering", Level.READ)
         peerings, index = await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
-        return [self._cluster.with_stream(p) for p in peerings], index
+        return self._streamed_list(part, peerings), index
+
+    def _streamed_list(self, partition: str, peerings: list[Peering]) -> list[Peering]:
+        """The list with link statuses filled in; the same list object while neither changed (renderers
+        cache by identity), so listing an unchanged partition costs no per-peering work."""
+        version = self._cluster.tracker.version
+        cached = self._lists.get(partition)
+        if cached is not None and cached[0] is peerings and cached[1] == version:
+            return cached[2]
+        streamed = [self._cluster.with_stream(p) for p in peerings]
+        self._lists[partition] = (peerings, version, streamed)
+        return streamed
 
     async def snapshot(self, *, access: Access = ALLOW_ALL) -> list[Peering]:
         """Every peering of every partition, for metrics.

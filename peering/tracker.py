@@ -27,6 +27,7 @@ class StreamTracker:
         self._started_at = monotonic()
         self._status: dict[str, StreamStatus] = {}
         self._heard: dict[str, float] = {}  # monotonic time of the last heartbeat
+        self.version = 0  # bumped on every change, so views built from the statuses know when to rebuild
 
     def __len__(self) -> int:
         return len(self._status)
@@ -38,15 +39,18 @@ class StreamTracker:
     def heartbeat(self, peering_id: str, at: datetime) -> None:
         """A heartbeat went through: received and answered (acceptor) or sent and answered (dialer)."""
         self._status[peering_id] = StreamStatus(last_heartbeat=at, last_receive=at, last_send=at)
+        self.version += 1
         self._heard[peering_id] = self._monotonic()
 
     def sent(self, peering_id: str, at: datetime) -> None:
         """A message was sent (or attempted) to the peer."""
         self._status[peering_id] = replace(self.get(peering_id), last_send=at)
+        self.version += 1
 
     def received(self, peering_id: str, at: datetime) -> None:
         """A message arrived from the peer."""
         self._status[peering_id] = replace(self.get(peering_id), last_receive=at)
+        self.version += 1
 
     def silent_for(self, peering_id: str) -> float:
         """Seconds since a heartbeat last went through (since the process start if never), monotonic."""
@@ -55,4 +59,5 @@ class StreamTracker:
     def forget(self, peering_id: str) -> None:
         """Drop a removed peering."""
         self._status.pop(peering_id, None)
+        self.version += 1
         self._heard.pop(peering_id, None)

@@ -61,6 +61,7 @@ class PeeringBytes:
 
     def __init__(self, limit: int = 50_000) -> None:
         self._cache: dict[str, tuple[Peering, bytes]] = {}
+        self._lists: dict[int, tuple[list[Peering], bytes]] = {}
         self._limit = limit
 
     def one(self, peering: Peering) -> bytes:
@@ -75,8 +76,16 @@ class PeeringBytes:
         return encoded
 
     def many(self, peerings: list[Peering]) -> bytes:
-        """A JSON array of the peerings."""
-        return b"[" + b",".join(self.one(p) for p in peerings) + b"]"
+        """A JSON array of the peerings (kept for the same list object: the service hands the same one back
+        while the partition and its links are unchanged)."""
+        hit = self._lists.get(id(peerings))
+        if hit is not None and hit[0] is peerings:
+            return hit[1]
+        encoded = b"[" + b",".join([self.one(p) for p in peerings]) + b"]"
+        if len(self._lists) >= 64:
+            self._lists.clear()
+        self._lists[id(peerings)] = (peerings, encoded)
+        return encoded
 
 
 def read_headers(index: int) -> dict[str, str]:

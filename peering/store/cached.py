@@ -78,6 +78,7 @@ class CachedStore:
         self._partition_index: dict[str, int] = {}
         self._sorted: dict[str, list[Peering]] = {}  # per partition, rebuilt after a change
         self._removed_at: dict[str, int] = {}  # ID -> index of its removal
+        self._listed_index: dict[str, int] = {}  # highest ModifyIndex in each sorted list
 
     @classmethod
     async def load(cls, inner: Store) -> CachedStore:
@@ -143,17 +144,14 @@ class CachedStore:
     async def get_by_id(self, peering_id: str) -> Peering | None:
         return self._by_id.get(peering_id)
 
-    def _listed(self, partition: str) -> list[Peering]:
+    async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
+        """The partition's peerings (the same list object until the partition changes: do not modify it)."""
         listed = self._sorted.get(partition)
         if listed is None:
             listed = sorted((p for p in self._by_id.values() if p.partition == partition), key=lambda p: p.name.lower())
             self._sorted[partition] = listed
-        return listed
-
-    async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
-        listed = self._listed(partition)
-        index = max([self._partition_index.get(partition, 1), *(p.modify_index for p in listed)])
-        return list(listed), max(1, index)
+            self._listed_index[partition] = max([1, *(p.modify_index for p in listed)])
+        return listed, max(self._listed_index[partition], self._partition_index.get(partition, 1))
 
     async def partition_index(self, partition: str) -> int:
         return max(1, self._partition_index.get(partition, 1))
