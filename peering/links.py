@@ -24,7 +24,7 @@ from peering.service import PeeringService
 log = logging.getLogger("peering.links")
 
 MAX_BACKOFF = 64.0
-COALESCE = 0.02  # seconds a pass waits after a write woke it, for the writes right behind it
+COALESCE = 0.1  # seconds a pass waits after a write woke it, for the writes right behind it
 
 
 class LinkKeeper:

@@ -13,13 +13,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiosqlite
+from peering.store.inline_writer import InlineWriter
 
 
 class GroupCommit:
     """Write transactions on `conn`, committed in groups."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: InlineWriter) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
         self._waiting = 0  # writers queued for the lock
@@ -27,7 +27,7 @@ class GroupCommit:
         self._flusher: asyncio.Future[None] | None = None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[InlineWriter]:
         """The connection, inside a transaction of the current group; returns once the group committed."""
         self._waiting += 1
         try:

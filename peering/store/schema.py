@@ -78,7 +78,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO acl_bootstrap (id, done) VALUES (1, 0);
     """,
-    # 3: the partitions' indexes are kept by triggers, in the same statement as the peering write
+    # 3: the partitions' indexes are kept by triggers, in the same statement as the peering write;
+    #    indexes for the background pass
     """
     CREATE TRIGGER partitions_after_insert AFTER INSERT ON peerings BEGIN
         INSERT INTO partitions (name, modify_index) VALUES (NEW.partition, NEW.modify_index)
@@ -91,6 +92,9 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE OLD.partition != NEW.partition
         ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
     END;
+    -- the background pass asks these on every burst of writes: index them, not scan every peering
+    CREATE INDEX peerings_removal ON peerings (remove_after) WHERE remove_after IS NOT NULL;
+    CREATE INDEX peerings_live ON peerings (state) WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING');
     CREATE TRIGGER partitions_after_delete AFTER DELETE ON peerings BEGIN
         INSERT INTO partitions (name, modify_index) SELECT OLD.partition, value FROM counter WHERE id = 1
         ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;

@@ -1,7 +1,8 @@
 """SQLite implementation of the store (the only module that knows SQL or aiosqlite).
 
-Two connections: one writer, whose transactions are serialised and committed in groups
-(`group_commit.py`), and one reader, which in WAL mode sees only committed data.
+Two connections: one writer, used from the event loop (`inline_writer.py`), whose transactions are
+serialised and committed in groups (`group_commit.py`), and one reader (aiosqlite), which in WAL
+mode sees only committed data.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from peering.domain import Peering, PeeringState, Remote, Role
 from peering.errors import PeeringConflictError
 from peering.store.base import Secrets
 from peering.store.group_commit import GroupCommit
+from peering.store.inline_writer import InlineWriter
 from peering.store.schema import MIGRATIONS
 
 _COLUMNS = (
@@ -94,7 +96,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class SqliteTransaction:
     """A write transaction on the writer connection (see `store.base.Transaction`)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: InlineWriter) -> None:
         self._conn = conn
         self._index: int | None = None
         self.partitions: set[str] = set()
@@ -112,8 +114,10 @@ class SqliteTransaction:
     async def bump(self, partition: str | None = None) -> int:
         """The transaction's index (taken from the counter on first use); marks `partition` as changed."""
         if self._index is None:
-            async with self._conn.execute("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value") as cur:
-                row = await cur.fetchone()
+            rows = list(
+                await self._conn.execute_fetchall("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value")
+            )
+            row = rows[0] if rows else None
             if row is None:
                 raise RuntimeError("the index counter row is missing: the database is damaged")
             self._index = int(row[0])
@@ -123,13 +127,13 @@ class SqliteTransaction:
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run one statement in the transaction (for the other SQLite tables); the rows it changed."""
-        async with self._conn.execute(sql, params) as cur:
-            return cur.rowcount
+        cursor = await self._conn.execute(sql, params)  # one round trip: nothing to fetch, no close needed
+        return cursor.rowcount
 
     async def fetch_row(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """The first row of a query in the transaction, or None."""
-        async with self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = list(await self._conn.execute_fetchall(sql, params))
+        return rows[0] if rows else None
 
     async def get(self, partition: str, name: str) -> Peering | None:
         return await _fetch_one(
@@ -179,11 +183,12 @@ class SqliteTransaction:
             await self._conn.execute("DELETE FROM peerings WHERE id = ?", (peering_id,))
 
     async def secrets(self, peering_id: str) -> Secrets:
-        async with self._conn.execute(
-            "SELECT establishment_hash, stream_hash, stream_secret FROM secrets WHERE peering_id = ?", (peering_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return Secrets(*row) if row else Secrets()
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT establishment_hash, stream_hash, stream_secret FROM secrets WHERE peering_id = ?", (peering_id,)
+            )
+        )
+        return Secrets(*rows[0]) if rows else Secrets()
 
     async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
         await self._conn.execute(
@@ -208,26 +213,26 @@ class SqliteTransaction:
         )
 
     async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
-        async with self._conn.execute(
+        cursor = await self._conn.execute(
             "UPDATE secrets SET establishment_hash = NULL WHERE peering_id = ? AND establishment_hash = ?",
             (peering_id, secret_hash),
-        ) as cur:
-            return cur.rowcount == 1
+        )
+        return cursor.rowcount == 1
 
     async def schedule_removal(self, peering_id: str, at: datetime) -> None:
         await self._conn.execute("UPDATE peerings SET remove_after = ? WHERE id = ?", (_timestamp(at), peering_id))
 
 
-async def _fetch_one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Peering | None:
-    async with conn.execute(sql, params) as cur:
-        row = await cur.fetchone()
-    return _from_row(row) if row else None
+async def _fetch_one(conn: InlineWriter | aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Peering | None:
+    # execute_fetchall is one round trip to the connection's thread; execute + fetchone + close are three
+    rows = list(await conn.execute_fetchall(sql, params))
+    return _from_row(rows[0]) if rows else None
 
 
 class SqliteStore:
     """The embedded store: one SQLite file in the data dir, WAL, `synchronous=FULL`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: InlineWriter, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
         self._group = GroupCommit(writer)
@@ -244,7 +249,7 @@ class SqliteStore:
         for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if leftover.exists():  # left by a crash (perhaps restored with a looser mode): SQLite reuses them as is
                 os.chmod(leftover, 0o600)
-        writer = await _connect(path)
+        writer = await InlineWriter.connect(path)
         try:
             await _migrate(writer)
             reader = await _connect(path)
@@ -359,10 +364,9 @@ class SqliteStore:
             return [_from_row(row) for row in await cur.fetchall()]
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
+async def _migrate(conn: InlineWriter) -> None:
+    rows = await conn.execute_fetchall("PRAGMA user_version")
+    version = int(rows[0][0]) if rows else 0
     if version > len(MIGRATIONS):
         raise RuntimeError(f"database schema version {version} is newer than this program ({len(MIGRATIONS)})")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
