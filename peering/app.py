@@ -17,7 +17,7 @@ from peering import __version__
 from peering.acl import AclService
 from peering.api import acl, agent, docs, errors, peer, peerings, status
 from peering.api.access_log import RequestLog
-from peering.api.fast_reads import FastReads
+from peering.api.fast_path import FastPath
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.api.render import PeeringBytes
 from peering.cluster import Cluster, Timings, utcnow
@@ -118,8 +118,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.state.leader_address = runtime.advertise_addresses[0]
         if runtime.acl.enabled:
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
-        else:  # with ACLs on every read resolves a token: those take the full path
-            app.add_middleware(FastReads, service=runtime.service, encoded=app.state.encoded)
+        else:  # with ACLs on every request resolves a token: those take the full path
+            app.add_middleware(FastPath, service=runtime.service, encoded=app.state.encoded)
         app.state.metrics = runtime.cluster.metrics
         app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
     return app

@@ -517,3 +517,33 @@ async def test_the_fast_read_path_answers_exactly_as_the_routes(client: httpx.As
     slow = await client.get(url + ("&" if "?" in url else "?") + "index=0")
     assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
     assert dict(fast.headers) == dict(slow.headers)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"PeerName": "cluster-09", "Meta": {"env": "prod"}}',
+        b'{"PeerName": "Bad_Name"}',
+        b'{"PeerName": ""}',
+        b'{"Bogus": 1}',
+        b"[1]",
+        b"",
+        b'{"PeerName": "x", "Meta": {"consul-a": "b"}}',
+        b'{"PeerName": "x", "ServerExternalAddresses": ["nope"]}',
+        b'{"PeerName": "x", "Partition": "Bad_Part"}',
+        b'{"PeerName": "x"}' + b" " * (1 << 20),
+    ],
+)
+async def test_the_fast_token_path_answers_as_the_route(client: httpx.AsyncClient, body: bytes) -> None:
+    """Token requests (served by the fast path when plain) get the route's status, headers and messages; a
+    refused or oversized body is handed on to the route intact (reached with `?index=0`, a parameter the
+    fast path leaves to it)."""
+    fast = await client.post("/v1/peering/token", content=body)
+    slow = await client.post("/v1/peering/token?index=0", content=body)
+    assert fast.status_code == slow.status_code
+    assert dict(fast.headers).keys() == dict(slow.headers).keys()
+    if fast.status_code == 200:
+        assert list(fast.json()) == ["PeeringToken"]
+        assert fast.headers["content-type"] == "application/json"
+    else:
+        assert fast.text == slow.text
