@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peering.api.body import MAX_BODY_BYTES, decode_body
@@ -79,8 +80,7 @@ class FastPath:
             return False  # refused before anything was written: the route refuses it the same way
         response = json_response({"PeeringToken": token}, pretty="pretty" in query)
         scope["route"] = _TOKEN_ROUTE
-        await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _send(send, response)
         return True
 
     async def _answer(self, scope: Scope, send: Send, name: str | None, query: dict[str, str]) -> bool:
@@ -99,9 +99,13 @@ class FastPath:
                 scope["route"] = _LIST_ROUTE
         except PeeringError:
             return False  # the full app gives the documented error
-        await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _send(send, response)
         return True
+
+
+async def _send(send: Send, response: Response) -> None:
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
