@@ -99,7 +99,6 @@ class SqliteTransaction:
     def __init__(self, conn: InlineWriter) -> None:
         self._conn = conn
         self._index: int | None = None
-        self.partitions: set[str] = set()
 
     @property
     def wrote(self) -> bool:
@@ -111,8 +110,9 @@ class SqliteTransaction:
             raise RuntimeError("the transaction has not written yet")
         return self._index
 
-    async def bump(self, partition: str | None = None) -> int:
-        """The transaction's index (taken from the counter on first use); marks `partition` as changed."""
+    async def bump(self) -> int:
+        """The transaction's index, taken from the counter on first use (the partitions' indexes follow by
+        triggers, schema 3)."""
         if self._index is None:
             rows = list(
                 await self._conn.execute_fetchall("UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value")
@@ -121,8 +121,6 @@ class SqliteTransaction:
             if row is None:
                 raise RuntimeError("the index counter row is missing: the database is damaged")
             self._index = int(row[0])
-        if partition is not None:
-            self.partitions.add(partition)  # the partitions table itself is kept by triggers (schema 3)
         return self._index
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
@@ -146,7 +144,7 @@ class SqliteTransaction:
         return await _fetch_one(self._conn, f"SELECT {_COLUMNS} FROM peerings WHERE id = ?", (peering_id,))
 
     async def save(self, peering: Peering) -> Peering:
-        index = await self.bump(peering.partition)
+        index = await self.bump()
         # a stored peering was read with its create_index (an update never changes the column)
         saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
         try:
@@ -179,7 +177,7 @@ class SqliteTransaction:
     async def remove(self, peering_id: str) -> None:
         existing = await self.get_by_id(peering_id)
         if existing is not None:
-            await self.bump(existing.partition)
+            await self.bump()
             await self._conn.execute("DELETE FROM peerings WHERE id = ?", (peering_id,))
 
     async def secrets(self, peering_id: str) -> Secrets:
