@@ -13,6 +13,7 @@ import pytest
 
 from peering import __version__
 from peering.cli import main
+from peering.cli.parser import HELP_FLAGS, Parser, build_parser
 
 PEERING: dict[str, Any] = {
     "ID": "9e3b4d3e-6c1f-4a57-9a35-0f8e7b1f2a11",
@@ -594,3 +595,116 @@ def test_the_token_is_never_printed(cli: Cli) -> None:
 
 def test_interrupt_exits_130(cli: Cli) -> None:
     assert cli(["list"], KeyboardInterrupt()).code == 130
+
+
+# help and version, as Consul's CLI
+
+
+def _command_paths(parser: Parser | None = None, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    parser = parser or build_parser()
+    paths = [path]
+    for name, child in parser.subcommands().items():
+        paths += _command_paths(child, (*path, name))
+    return paths
+
+
+COMMAND_PATHS = _command_paths()
+
+
+def test_every_command_is_walked() -> None:
+    assert len(COMMAND_PATHS) == 23
+    assert ("acl", "token", "create") in COMMAND_PATHS
+
+
+@pytest.mark.parametrize("flag", HELP_FLAGS)
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(path) or "peering")
+def test_every_help_flag_works_on_every_command(cli: Cli, path: tuple[str, ...], flag: str) -> None:
+    """Consul's `-help` (which argparse alone reads as `-h elp`), `-h` and `--help` print the help, exit 0."""
+    call = cli([*path, flag])
+    assert (call.code, call.err) == (0, "")
+    assert call.out.startswith(" ".join(["usage: peering", *path]))
+    assert "\t" not in call.out
+    assert "-help, -h, --help" in call.out or "<command> -help" in call.out
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(path) or "peering")
+def test_help_command_shows_what_help_flag_shows(cli: Cli, path: tuple[str, ...]) -> None:
+    flagged = cli([*path, "-help"])
+    shown = cli(["help", *path])
+    assert (shown.code, shown.out, shown.err) == (0, flagged.out, "")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["read", "-name", "-help"],
+        ["read", "-bogus", "-help"],
+        ["acl", "token", "create", "-expires-ttl", "1h", "-h"],
+        ["establish", "--help", "-name", "x"],
+    ],
+    ids=" ".join,
+)
+def test_help_anywhere_wins_over_flag_errors_and_sends_nothing(cli: Cli, argv: list[str]) -> None:
+    call = cli(argv)  # no prepared response: a request would fail the test
+    assert (call.code, call.err) == (0, "")
+    prefix = " ".join(word for word in argv if not word.startswith("-") and word not in ("1h", "x"))
+    assert call.out.startswith(f"usage: peering {prefix} ")
+    assert call.requests == []
+
+
+def test_leaf_help_is_laid_out_like_consul(cli: Cli) -> None:
+    out = cli(["read", "-help"]).out
+    assert out.startswith("usage: peering read [options] -name <peer name>\n\n  Show the peering connection")
+    assert "  Example:\n\n    $ peering read -name cluster-02\n" in out
+    assert "\nCommand Options:\n" in out
+    assert "\nHTTP API Options:\n  -http-addr ADDRESS" in out
+
+
+def test_root_help_lists_every_command_sorted_with_its_summary(cli: Cli) -> None:
+    out = cli(["help"]).out
+    assert out.startswith("usage: peering [--version] [-help] <command> [<args>]\n")
+    rows = out.split("Available commands are:\n")[1].split("\n\n")[0].splitlines()
+    names = [row.split()[0] for row in rows]
+    assert names == sorted(path[0] for path in COMMAND_PATHS if len(path) == 1)
+    assert "    version           Print the peering version." in rows
+
+
+def test_group_help_lists_its_subcommands(cli: Cli) -> None:
+    call = cli(["acl", "policy"])
+    assert call.code == 0
+    assert call.out.startswith("usage: peering acl policy <command> [options] [args]\n")
+    assert [row.split()[0] for row in call.out.split("Subcommands:\n")[1].split("\n\n")[0].splitlines()] == [
+        "create",
+        "delete",
+        "list",
+        "read",
+    ]
+    assert "Run 'peering acl policy <command> -help' or 'peering help acl policy <command>'" in call.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["help", "bogus"], "peering: unknown command 'bogus'. Run 'peering -help' for the list.\n"),
+        (
+            ["help", "acl", "nope", "x"],
+            "peering acl: unknown command 'nope x'. Run 'peering acl -help' for the list.\n",
+        ),
+        (["help", "read", "extra"], "peering read: unknown command 'extra'. Run 'peering read -help' for the list.\n"),
+    ],
+)
+def test_help_of_an_unknown_command_exits_1(cli: Cli, argv: list[str], message: str) -> None:
+    call = cli(argv)
+    assert (call.code, call.out, call.err) == (1, "", message)
+
+
+def test_help_flags_after_a_double_dash_are_arguments(cli: Cli) -> None:
+    call = cli(["read", "-name", "x", "--", "-help"])
+    assert (call.code, call.out) == (1, "")
+    assert call.err.startswith("peering read: error: unrecognized arguments: -- -help\n")
+
+
+@pytest.mark.parametrize("argv", [["version"], ["--version"]])
+def test_version_command_and_flag_agree(cli: Cli, argv: list[str]) -> None:
+    call = cli(argv)
+    assert (call.code, call.out, call.err) == (0, f"peering {__version__}\n", "")

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from peering import __version__
 from peering.cli.client import ApiConfig, ApiError, ConfigError, PeeringClient
 from peering.cli.formatting import format_check, format_peering, format_peering_table, sort_by_name, to_json
 
@@ -100,6 +101,17 @@ def check(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> in
         reason = result.get("ErrorMessage") or "no reason given"
         raise CommandError(f"Peering token for {name} is not valid: {reason}")
     print(format_check(name, result))
+    return 0
+
+
+def version_text() -> str:
+    """What `peering version` and `peering --version` print."""
+    return f"peering {__version__}"
+
+
+def version(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
+    """`peering version`, as `consul version`: the version, also shown by `--version`."""
+    print(version_text())
     return 0
 
 

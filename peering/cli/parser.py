@@ -1,7 +1,9 @@
 """The command-line grammar: `peering serve|openapi` and Consul's `peering <subcommand> -flag value`.
 
 Peering flags are registered as `-name` and `--name`, so Go-style `-name x`, `-name=x` and the
-GNU forms all parse. Usage errors exit 1 like Consul's CLI, not argparse's 2.
+GNU forms all parse. Usage errors exit 1 like Consul's CLI, not argparse's 2. As in Consul,
+`-help`, `-h` or `--help` anywhere on the line shows the help of the command named before it
+(argparse alone would read `-help` as `-h elp`); `peering help <command>` shows the same text.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from peering import __version__
-from peering.cli import acl, commands, serve
+import httpx
+
+from peering.cli import acl, commands, helptext, serve
 
 FLAG_FORMS = "Every flag may be written -flag value, -flag=value, --flag value or --flag=value."
+HELP_FLAGS = ("-help", "-h", "--help")
 
 
 class ParserExit(Exception):  # noqa: N818 - mirrors argparse's own exit, it is not an error
@@ -26,7 +30,64 @@ class ParserExit(Exception):  # noqa: N818 - mirrors argparse's own exit, it is 
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises `ParserExit` instead of exiting, with status 1 for usage errors."""
+    """An ArgumentParser that raises `ParserExit` instead of exiting, with status 1 for usage errors.
+
+    It takes Consul's `-help` besides `-h` and `--help`, knows its subcommands (`subcommand`) and
+    lists them the way `consul` does.
+    """
+
+    def __init__(self, *args: Any, summary: str = "", **kwargs: Any) -> None:
+        kwargs["add_help"] = False
+        super().__init__(*args, **kwargs)
+        self.summary = summary
+        self._commands: argparse._SubParsersAction[Parser] | None = None
+        self._optionals.title = "Command Options"
+        self.add_argument(*HELP_FLAGS, action="help", help="Show this help and exit.")
+
+    def add_commands(self) -> argparse._SubParsersAction[Parser]:
+        """The subcommands' registry; each is added with `_child`."""
+        # prog given, or argparse would build the children's names from this parser's usage line
+        self._commands = self.add_subparsers(title="commands", metavar="<command>", prog=self.prog)
+        return self._commands
+
+    def subcommands(self) -> dict[str, Parser]:
+        """The commands under this one by name (none for a command that takes flags)."""
+        return dict(self._commands.choices) if self._commands is not None else {}
+
+    def resolve(self, words: Sequence[str]) -> tuple[Parser, list[str]]:
+        """The deepest command that `words` name (flags are skipped) and the words after it."""
+        parser, rest = self, list(words)
+        while rest and rest[0] != "--":
+            if not rest[0].startswith("-"):
+                child = parser.subcommands().get(rest[0])
+                if child is None:
+                    break
+                parser = child
+            rest.pop(0)
+        return parser, rest
+
+    def format_help(self) -> str:
+        """A command's flags as argparse lays them out; a group's commands as `consul` lists them."""
+        children = self.subcommands()
+        if not children:
+            return super().format_help()
+        width = max(map(len, children)) + 4
+        path = self.prog.removeprefix("peering").strip()
+        title = "Subcommands" if path else "Available commands are"
+        rows = [f"    {name.ljust(width)}{children[name].summary}" for name in sorted(children)]
+        return "\n".join(
+            [
+                f"usage: {self.format_usage().removeprefix('usage: ').strip()}",
+                "",
+                self.description or "",
+                "",
+                f"{title}:",
+                *rows,
+                "",
+                f"Run '{self.prog} <command> -help' or 'peering help {path}{' ' if path else ''}<command>' for its options.",
+                "",
+            ]
+        )
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
@@ -53,7 +114,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     Raises:
         ParserExit: help or version was printed, or the command line is wrong (status 1).
     """
-    args, extra = build_parser().parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    root = build_parser()
+    if any(word in HELP_FLAGS for word in words[: words.index("--") if "--" in words else None]):
+        root.resolve(words)[0].print_help()
+        raise ParserExit(0)
+    args, extra = root.parse_known_args(words)
     if extra:  # reported by the subcommand's parser, so the message and hint name it
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
@@ -63,13 +129,14 @@ def build_parser() -> Parser:
     """The `peering` parser; each subcommand sets `handler` (a `commands.Handler`) and `parser` (itself)."""
     parser = Parser(
         prog="peering",
+        usage=helptext.ROOT_USAGE,
         description="Cluster peering with Consul's peering HTTP API: run a cluster or manage its peerings.",
         formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--version", action="version", version=f"peering {__version__}")
+    parser.add_argument("--version", action="version", version=commands.version_text())
     parser.set_defaults(handler=None, parser=parser)
-    sub = parser.add_subparsers(title="commands", metavar="<command>")
+    sub = parser.add_commands()
 
     def command(name: str, summary: str, handler: commands.Handler | None, epilog: str | None = FLAG_FORMS) -> Parser:
         return _child(sub, name, summary, handler, epilog)
@@ -118,7 +185,22 @@ def build_parser() -> Parser:
     _api_options(check)
 
     _acl_commands(command("acl", "Manage ACL policies and tokens, like `consul acl`.", None, None))
+
+    shown = command("help", "Show the help of a command, or the list of commands.", _help, None)
+    shown.add_argument("command", nargs="*", metavar="<command>", help="A command, e.g. read or acl token create.")
+    command("version", "Print the peering version.", commands.version, None)
     return parser
+
+
+def _help(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
+    """`peering help [<command> ...]`: the text `-help` shows for that command."""
+    target, rest = build_parser().resolve(args.command)
+    if rest:
+        raise commands.CommandError(
+            f"{target.prog}: unknown command {' '.join(rest)!r}. Run '{target.prog} -help' for the list."
+        )
+    target.print_help()
+    return 0
 
 
 def _child(
@@ -128,9 +210,23 @@ def _child(
     handler: commands.Handler | None,
     epilog: str | None = FLAG_FORMS,
 ) -> Parser:
-    """A subcommand parser; it sets `handler` (None: a group that prints its help) and `parser` (itself)."""
+    """A subcommand parser; it sets `handler` (None: a group that prints its help) and `parser` (itself).
+
+    Its usage line and description come from `helptext` when that has them (keyed by the path).
+    """
+    path = f"{sub._prog_prefix} {name}".removeprefix("peering ")
+    usage = helptext.USAGE.get(path)
+    if handler is None:
+        usage = helptext.GROUP_USAGE
     child: Parser = sub.add_parser(
-        name, help=summary, description=summary, epilog=epilog, formatter_class=HelpFormatter, allow_abbrev=False
+        name,
+        help=summary,
+        summary=summary,
+        usage=None if usage is None else f"%(prog)s {usage}".rstrip(),
+        description=helptext.DESCRIPTIONS.get(path, summary),
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
     )
     child.set_defaults(handler=handler, parser=child)
     return child
@@ -138,13 +234,13 @@ def _child(
 
 def _acl_commands(group: Parser) -> None:
     """`peering acl bootstrap|policy …|token …`."""
-    sub = group.add_subparsers(title="commands", metavar="<command>")
+    sub = group.add_commands()
     bootstrap = _child(sub, "bootstrap", "Create the first management token (works once).", acl.bootstrap)
     _format(bootstrap)
     _api_options(bootstrap)
 
     policies = _child(sub, "policy", "Create, read, list and delete ACL policies.", None, None)
-    policy = policies.add_subparsers(title="commands", metavar="<command>")
+    policy = policies.add_commands()
     create = _child(policy, "create", "Create a policy.", acl.policy_create)
     _flag(create, "name", "Name of the policy (required).")
     _flag(create, "description", "Description of the policy.")
@@ -160,7 +256,7 @@ def _acl_commands(group: Parser) -> None:
         _api_options(child)
 
     tokens = _child(sub, "token", "Create, read, list and delete ACL tokens.", None, None)
-    token = tokens.add_subparsers(title="commands", metavar="<command>")
+    token = tokens.add_commands()
     create = _child(token, "create", "Create a token; its SecretID is shown this once.", acl.token_create)
     _flag(create, "description", "Description of the token.")
     _flag(create, "policy-id", "ID of a policy to link; repeatable.", metavar="ID", append=True)
@@ -217,7 +313,7 @@ def _format(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("API options")
+    group = parser.add_argument_group("HTTP API Options")
     _flag(
         group,
         "http-addr",
