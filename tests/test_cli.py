@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ import pytest
 from peering import __version__
 from peering.cli import main
 from peering.cli.parser import HELP_FLAGS, Parser, build_parser
+from peering.identity import load_or_create
 
 PEERING: dict[str, Any] = {
     "ID": "9e3b4d3e-6c1f-4a57-9a35-0f8e7b1f2a11",
@@ -708,3 +714,61 @@ def test_help_flags_after_a_double_dash_are_arguments(cli: Cli) -> None:
 def test_version_command_and_flag_agree(cli: Cli, argv: list[str]) -> None:
     call = cli(argv)
     assert (call.code, call.out, call.err) == (0, f"peering {__version__}\n", "")
+
+
+# TLS mismatches against real listeners
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200 `[]`; logs nothing (the test reads stderr)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _listener(context: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A real HTTP server on 127.0.0.1 (TLS with `context`) on a port the OS picks; stopped on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_https_against_a_plain_http_port_says_so_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with _listener() as port:
+        assert main(["list", "-http-addr", f"http://127.0.0.1:{port}"]) == 0  # the listener is fine over http
+        assert capsys.readouterr().out == "There are no peering connections.\n"
+        code = main(["list", "-http-addr", f"https://127.0.0.1:{port}"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err == (
+        f'Error listing peerings: Get "https://127.0.0.1:{port}/v1/peerings": '
+        f"the server does not speak TLS here (is it http://127.0.0.1:{port}?)\n"
+    )
+
+
+def test_an_untrusted_tls_certificate_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    context = load_or_create(tmp_path, "dc1").server_ssl_context()  # signed by a CA nobody trusts
+    with _listener(context) as port:
+        code = main(["read", "-name", "x", "-http-addr", f"https://127.0.0.1:{port}"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    prefix = f'Error reading peering: Get "https://127.0.0.1:{port}/v1/peering/x": TLS handshake failed: '
+    assert err.startswith(prefix + "certificate verify failed: ")
+    assert err.count("\n") == 1
+    assert "_ssl.c" not in err

@@ -8,6 +8,7 @@ subclasses whose text reads like the Go client's errors.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +224,7 @@ class PeeringClient:
         try:
             response = self._http.send(request)
         except httpx.HTTPError as exc:
-            raise RequestFailedError(f'{method.title()} "{request.url}": {_reason(exc)}') from exc
+            raise RequestFailedError(f'{method.title()} "{request.url}": {_reason(exc, request.url)}') from exc
         if response.status_code != 200:
             raise UnexpectedResponseError(response.status_code, response.text.strip())
         if not parse:
@@ -241,10 +242,20 @@ def _object(value: Any) -> JSONObject:
 
 
 _ERRNO = re.compile(r"^\[Errno -?\d+\] ")
+# what OpenSSL says when the bytes that come back are not TLS at all (an HTTP answer, mostly)
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
 
 
-def _reason(exc: httpx.HTTPError) -> str:
+def _reason(exc: httpx.HTTPError, url: httpx.URL) -> str:
     """A short reason in the Go client's style: `connection refused`, not a traceback."""
+    tls = _ssl_error(exc)
+    if tls is not None:
+        if tls.reason in _NOT_TLS:
+            return f"the server does not speak TLS here (is it http://{url.netloc.decode()}?)"
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            return f"TLS handshake failed: certificate verify failed: {tls.verify_message}"
+        # "SSLV3_ALERT_HANDSHAKE_FAILURE" reads as "sslv3 alert handshake failure", without "(_ssl.c:1006)"
+        return f"TLS handshake failed: {(tls.reason or type(tls).__name__).replace('_', ' ').lower()}"
     if isinstance(exc, httpx.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, httpx.TimeoutException):
@@ -255,3 +266,13 @@ def _reason(exc: httpx.HTTPError) -> str:
     if len(text) > 1 and text[0].isupper() and text[1].islower():  # "Connection refused", not "TLS …"
         text = text[0].lower() + text[1:]
     return text
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The `ssl.SSLError` behind an httpx error (httpx wraps httpcore's, which wraps it), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # bounded: a cause chain is short, but nothing stops a cycle
+        if seen is None or isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
