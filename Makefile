@@ -24,7 +24,7 @@ run: $(RUN_STAMP)
 	$(BIN)/peering serve
 
 ## test: lint, type-check, then the test suite with coverage
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck unit interop
 
 ## test-core: the same gates with the fast core of the suite only (no slow reliability tier)
 test-core: $(STAMP) lint typecheck
@@ -39,6 +39,12 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) browser
 	$(BIN)/pytest --cov --cov-report=term -q
+
+## interop: the official Consul Go client (interop/go) against real clusters; no Go: fails in CI, skipped elsewhere
+.PHONY: interop
+interop: $(STAMP)
+	@go=$$(bash scripts/ensure-go.sh) && if [ -n "$$go" ]; then cd interop/go && \
+	  GOTOOLCHAIN=local PEERING_PYTHON=$(CURDIR)/$(BIN)/python "$$go" test -mod=readonly -count=1 -timeout 10m -v ./...; fi
 
 ## browser: Debian's chromium for the docs-page test (installed when missing and possible)
 browser:
