@@ -3,7 +3,7 @@
 # print its path on stdout. It must be at least the version interop/go/go.mod names.
 # Missing or too old: under CI (CI=true) that is a failure (exit 1); elsewhere a message on
 # stderr, nothing on stdout and exit 0, so `make test` says the suite was skipped and goes on.
-# Nothing is downloaded: a Go toolchain comes from the machine (e.g. /usr/local/go).
+# Nothing is downloaded: a Go toolchain comes from the machine (GO=…, PATH, or /usr/local/go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +16,16 @@ missing() {
   exit 0
 }
 
-go_bin=$(command -v go 2>/dev/null || true)
-if [ -z "$go_bin" ] && [ -x /usr/local/go/bin/go ]; then
-  go_bin=/usr/local/go/bin/go
+if [ -n "${GO:-}" ]; then  # an explicit choice (GO=/path/to/go) is the only one tried
+  go_bin=$(command -v "$GO" 2>/dev/null || true)
+  [ -n "$go_bin" ] || missing "GO=$GO is not a program"
+else
+  go_bin=$(command -v go 2>/dev/null || true)
+  if [ -z "$go_bin" ] && [ -x /usr/local/go/bin/go ]; then
+    go_bin=/usr/local/go/bin/go
+  fi
+  [ -n "$go_bin" ] || missing "no 'go' on PATH nor in /usr/local/go/bin"
 fi
-[ -n "$go_bin" ] || missing "no 'go' on PATH nor in /usr/local/go/bin"
 
 # go.mod's `go 1.X.Y` line is the oldest toolchain that builds the module (GOTOOLCHAIN=local:
 # an older one is refused here rather than swapped for a downloaded one).
