@@ -5,15 +5,26 @@ Secrets are shown once (in the answer that creates them) and stored only as SHA-
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from peering.acl_model import ANONYMOUS_ACCESSOR, Access, AclToken, Level, Policy, PolicyLink, allows
-from peering.acl_rules import parse_rules
+from peering import acl_input
+from peering.acl_input import (
+    MAX_TTL,
+    MAX_TTL_TEXT,
+    PolicyRef,
+    TokenSpec,
+    check_text,
+    check_token_spec,
+    check_uuid,
+    inside,
+    shown,
+)
+from peering.acl_model import ANONYMOUS_ACCESSOR, DENY_ALL, Access, AclToken, Level, Policy, PolicyLink, Rules, allows
+from peering.acl_rules import check_rules_text, parse_rules
 from peering.cluster import hash_secret, new_uuid, utcnow
 from peering.errors import AclNotFoundError, InvalidRequestError, PermissionDeniedError
 from peering.store.base import AclStore
@@ -22,30 +33,8 @@ log = logging.getLogger("peering.acl")
 
 MANAGEMENT = PolicyLink("00000000-0000-0000-0000-000000000001", "global-management")
 MANAGEMENT_RULES = 'acl = "write"\noperator = "write"\npeering = "write"\n'
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PARSED_CACHE = 1024  # policies whose parsed rules are kept (by ID, with the text they were parsed from)
 ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, description="Anonymous Token")
-
-
-@dataclass(frozen=True)
-class PolicyRef:
-    """A token request's link to a policy, by ID or by name."""
-
-    id: str = ""
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class TokenSpec:
-    """What a token create/update asks for."""
-
-    description: str = ""
-    policies: Sequence[PolicyRef] = ()
-    expiration_time: datetime | None = None
-    expiration_ttl: float | None = None  # seconds
-    allowed_cidrs: Sequence[str] = ()
-    secret_id: str | None = None
-    accessor_id: str | None = None
-    local: bool = False
 
 
 class AclService:
@@ -65,7 +54,7 @@ class AclService:
         self.default_policy = default_policy
         self._now = now
         self._new_id = new_id
-        self._grants: dict[str, dict[str, Level]] = {}
+        self._parsed_rules: OrderedDict[str, tuple[str, Rules]] = OrderedDict()
 
     # -- resolution and decisions
 
@@ -85,7 +74,7 @@ class AclService:
         token = await self._store.token_by_secret(hash_secret(secret))
         if token is None or token.expired(self._now()):
             raise PermissionDeniedError("ACL not found")
-        if token.allowed_cidrs and not _inside(source, token.allowed_cidrs):
+        if token.allowed_cidrs and not inside(source, token.allowed_cidrs):
             raise PermissionDeniedError(
                 f"Permission denied: token with AccessorID '{token.accessor_id}' may not be used from {source}"
             )
@@ -98,10 +87,21 @@ class AclService:
         policies = await self._store.policies([link.id for link in token.policies]) if token.policies else []
         return allows([self._parsed(p) for p in policies], resource, level, self.default_policy == "allow")
 
-    def _parsed(self, policy: Policy) -> dict[str, Level]:
-        if policy.rules not in self._grants:
-            self._grants[policy.rules] = parse_rules(policy.rules)
-        return self._grants[policy.rules]
+    def _parsed(self, policy: Policy) -> Rules:
+        cached = self._parsed_rules.get(policy.id)
+        if cached is not None and cached[0] == policy.rules:
+            self._parsed_rules.move_to_end(policy.id)
+            return cached[1]
+        try:
+            rules = parse_rules(policy.rules)
+        except InvalidRequestError:
+            # stored before today's parser, or by hand: fail closed rather than answer 400 to its holders
+            log.warning("stored ACL policy does not parse; it denies everything", extra={"policy_id": policy.id})
+            rules = DENY_ALL
+        self._parsed_rules[policy.id] = (policy.rules, rules)
+        if len(self._parsed_rules) > _PARSED_CACHE:
+            self._parsed_rules.popitem(last=False)
+        return rules
 
     # -- bootstrap and the initial management token
 
@@ -145,17 +145,22 @@ class AclService:
     async def save_policy(
         self, access: Access, policy_id: str | None, name: str, description: str, rules: str
     ) -> Policy:
-        """Create (no ID) or update a policy.
+        """Create (no ID) or update a policy. What is cheap is checked first (name, sizes, characters),
+        then the caller's permission, and only then are the rules parsed (SPEC §3: nothing costly for
+        a caller who may not write).
 
         Raises:
-            InvalidRequestError: missing or bad name, unparsable rules, duplicate name.
+            InvalidRequestError: missing or bad name, oversized or unparsable rules, duplicate name.
             PermissionDeniedError: the caller lacks `acl:write`.
             AclNotFoundError: updating a policy that does not exist.
         """
-        if not name:
-            raise InvalidRequestError("Invalid Policy: no Name is set")
-        parse_rules(rules)
+        acl_input.check_policy_name(name)
+        check_text("Invalid Policy: Description", description, acl_input.MAX_DESCRIPTION_BYTES)
+        check_rules_text(rules)
+        if policy_id is not None:
+            check_text("Invalid Policy: ID", policy_id, acl_input.MAX_REFERENCE_CHARS)
         await access.require("acl", Level.WRITE)
+        parse_rules(rules)
         if policy_id is not None:
             current = await self._store.policy(id=policy_id)
             if current is None:
@@ -191,6 +196,7 @@ class AclService:
             raise InvalidRequestError("Delete operation not permitted on the builtin global-management policy")
         if not await self._store.delete_policy(policy_id):
             raise AclNotFoundError("policy")
+        self._parsed_rules.pop(policy_id, None)
 
     # -- tokens
 
@@ -200,7 +206,7 @@ class AclService:
             policy = await self._store.policy(id=ref.id) if ref.id else await self._store.policy(name=ref.name)
             if policy is None:
                 raise InvalidRequestError(
-                    f"Invalid Policy: no policy with {'ID' if ref.id else 'Name'} {ref.id or ref.name!r}"
+                    f"Invalid Policy: no policy with {'ID' if ref.id else 'Name'} {shown(ref.id or ref.name)}"
                 )
             links.append(PolicyLink(policy.id, policy.name))
         return tuple(links)
@@ -209,25 +215,30 @@ class AclService:
         if spec.expiration_time is not None and spec.expiration_ttl is not None:
             raise InvalidRequestError("Expiration TTL and Expiration Time cannot both be set")
         if spec.expiration_ttl is not None:
-            if spec.expiration_ttl <= 0:
+            if spec.expiration_ttl <= timedelta(0):
                 raise InvalidRequestError("Token Expiration TTL must be positive")
-            return self._now() + timedelta(seconds=spec.expiration_ttl)
-        if spec.expiration_time is not None and spec.expiration_time <= self._now():
-            raise InvalidRequestError("ExpirationTime cannot be in the past")
+            return self._now() + min(spec.expiration_ttl, MAX_TTL)  # parsed within MAX_TTL: no overflow
+        if spec.expiration_time is not None:
+            now = self._now()
+            if spec.expiration_time <= now:
+                raise InvalidRequestError("ExpirationTime cannot be in the past")
+            if spec.expiration_time - now > MAX_TTL:
+                raise InvalidRequestError(f"ExpirationTime is too far in the future: at most {MAX_TTL_TEXT} from now")
         return spec.expiration_time
 
     async def create_token(self, access: Access, spec: TokenSpec) -> AclToken:
         """Create a token; its SecretID is in the answer and nowhere else, ever.
 
+        Empty `AccessorID` and `SecretID` mean "generate one", as in Consul (its Go client always sends them).
+
         Raises:
             InvalidRequestError: unknown policy, bad expiry or CIDR, secret already used.
             PermissionDeniedError: the caller lacks `acl:write`.
         """
-        for cidr in spec.allowed_cidrs:
-            _network(cidr)
+        check_token_spec(spec)
         for label, value in (("AccessorID", spec.accessor_id), ("SecretID", spec.secret_id)):
-            if value is not None:
-                _check_uuid(label, value)
+            if value:
+                check_uuid(label, value)
         if spec.accessor_id in (ANONYMOUS_ACCESSOR, MANAGEMENT.id):
             raise InvalidRequestError("Invalid Token: AccessorID is reserved")
         expiry = self._expiry(spec)
@@ -248,18 +259,26 @@ class AclService:
     async def update_token(self, access: Access, accessor_id: str, spec: TokenSpec) -> AclToken:
         """Change a token's description, policies and address limits (its secret never changes).
 
+        As in Consul, the body may repeat what cannot change (its AccessorID, SecretID, ExpirationTime, as
+        Go's client sends back a token it read); only a different value is refused. No SecretID, or an
+        empty one, keeps the secret.
+
         Raises:
             InvalidRequestError, PermissionDeniedError: as `create_token`; AclNotFoundError if unknown.
         """
-        for cidr in spec.allowed_cidrs:
-            _network(cidr)
-        if spec.expiration_time is not None or spec.expiration_ttl is not None:
+        check_token_spec(spec)
+        check_text("Invalid Token: AccessorID", accessor_id, acl_input.MAX_REFERENCE_CHARS)
+        if spec.accessor_id and spec.accessor_id != accessor_id:
+            raise InvalidRequestError("Token Accessor ID in URL and payload do not match")
+        if spec.expiration_ttl is not None:
             raise InvalidRequestError("Cannot change expiration time")
         await access.require("acl", Level.WRITE)
         current = await self._store.token(accessor_id)
         if current is None:
             raise AclNotFoundError("token")
-        if spec.secret_id is not None:
+        if spec.expiration_time is not None and spec.expiration_time != current.expiration_time:
+            raise InvalidRequestError("Cannot change expiration time")
+        if spec.secret_id:
             holder = await self._store.token_by_secret(hash_secret(spec.secret_id))
             if holder is None or holder.accessor_id != accessor_id:
                 raise InvalidRequestError("Cannot change a token's SecretID")
@@ -323,23 +342,3 @@ class Caller(Access):
             raise PermissionDeniedError(
                 f"Permission denied: token with AccessorID '{token.accessor_id}' lacks permission '{resource}:{level}'"
             )
-
-
-def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise InvalidRequestError(f"Invalid AllowedCIDRs entry {cidr[:64]!r}: not a CIDR block") from None
-
-
-def _check_uuid(label: str, value: str) -> None:
-    if _UUID.fullmatch(value) is None:
-        raise InvalidRequestError(f"Invalid Token: {label} must be a valid UUID")
-
-
-def _inside(source: str | None, cidrs: Sequence[str]) -> bool:
-    try:
-        address = ipaddress.ip_address(source or "")
-    except ValueError:
-        return False
-    return any(address in _network(cidr) for cidr in cidrs)

@@ -1,7 +1,8 @@
 """ACL concepts (SPEC §8): policies, tokens, and the decision whether a token may do something.
 
-Pure and stdlib only. A policy's rules map a resource (`peering`, `operator`, `acl`, …) to a level
-(`read`, `write`, `deny`); a token carries policies, or is a management token that may do anything.
+Pure and stdlib only. A policy's rules (`Rules`) give a level (`read`, `write`, `deny`) to whole
+resources (`peering`, `operator`, `acl`, …) and to named things (`service "web"`, `node_prefix ""`, …);
+a token carries policies, or is a management token that may do anything.
 """
 
 from __future__ import annotations
@@ -15,11 +16,50 @@ ANONYMOUS_ACCESSOR = "00000000-0000-0000-0000-000000000002"
 
 
 class Level(StrEnum):
-    """How much a rule grants."""
+    """How much a rule grants (`list` only on `key` and `key_prefix` rules, as in Consul)."""
 
     DENY = "deny"
     READ = "read"
     WRITE = "write"
+    LIST = "list"
+
+
+@dataclass(frozen=True)
+class NamedRule:
+    """A rule on named things: `service "web" { policy = "read" }`, `node_prefix "" { … }`, …
+
+    `resource` is the rule's keyword (`service`, `service_prefix`, `key_prefix`, …); a `_prefix`
+    rule's `name` is a prefix (`""` matches every name).
+    """
+
+    resource: str
+    name: str
+    policy: Level
+    intentions: Level | None = None
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    """An Enterprise-shaped `namespace "n" { … }` or `partition "p" { … }` block (kept, not enforced)."""
+
+    resource: str
+    name: str
+    rules: Rules
+    policy: Level | None = None
+    intentions: Level | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A policy's rules as parsed: levels of whole resources, then rules on named things, in order."""
+
+    levels: Mapping[str, Level] = field(default_factory=dict)
+    named: tuple[NamedRule, ...] = ()
+    scopes: tuple[ScopeRule, ...] = ()
+
+
+DENY_ALL = Rules(dict.fromkeys(("acl", "keyring", "mesh", "operator", "peering"), Level.DENY))
+"""What a stored policy whose rules no longer parse grants: an explicit deny, so it fails closed."""
 
 
 @dataclass(frozen=True)
@@ -63,16 +103,19 @@ class AclToken:
         return self.expiration_time is not None and now >= self.expiration_time
 
 
-def _grant(grants: Mapping[str, Level], resource: str) -> Level | None:
-    """A policy's level for a resource; `peering` falls back to `operator` (SPEC §8)."""
-    if resource in grants:
-        return grants[resource]
-    if resource == "peering":
-        return grants.get("operator")
-    return None
+_FALLBACK = {"peering": "operator", "mesh": "operator"}  # Consul's policy_authorizer does the same
 
 
-def allows(policies: Sequence[Mapping[str, Level]], resource: str, need: Level, default_allow: bool) -> bool:
+def _grant(rules: Rules, resource: str) -> Level | None:
+    """A policy's level for a resource; `peering` and `mesh` fall back to `operator` (SPEC §8, §14)."""
+    levels = rules.levels
+    if resource in levels:
+        return levels[resource]
+    fallback = _FALLBACK.get(resource)
+    return levels.get(fallback) if fallback is not None else None
+
+
+def allows(policies: Sequence[Rules], resource: str, need: Level, default_allow: bool) -> bool:
     """Whether rules from these policies grant `need` on `resource`.
 
     An explicit `deny` in any policy wins; otherwise the highest grant counts; with no rule at all

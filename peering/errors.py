@@ -7,6 +7,7 @@ PeeringError                      base: `str(error)` is the exact text shown to 
 │   └── PeeringConflictError      the request contradicts existing state (role, same cluster, one per cluster)
 │       └── InvalidTransitionError  an event the peering's state does not allow
 ├── PermissionDeniedError         an ACL rule or an unknown ACL secret refuses the caller
+├── AclDisabledError              an `/v1/acl/` endpoint was called while ACLs are off
 ├── SecretRejectedError           the acceptor refused an establishment or stream secret
 ├── NotFoundError                 a read names something that does not exist
 │   ├── PeeringNotFoundError      no peering with that name in that partition
@@ -51,6 +52,12 @@ class PermissionDeniedError(PeeringError):
     """The caller's ACL token does not grant what the request needs."""
 
     code = "permission_denied"
+
+
+class AclDisabledError(PeeringError):
+    """An `/v1/acl/` endpoint was called while ACLs are off (Consul answers 401 `ACL support disabled`)."""
+
+    code = "acl_disabled"
 
 
 class SecretRejectedError(PeeringError):

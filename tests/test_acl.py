@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
-from peering.app import Runtime, create_app, open_runtime
+from peering.api import acl as acl_api
+from peering.app import Runtime, create_app, open_runtime, openapi_json
 from peering.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -285,8 +289,35 @@ async def test_the_database_holds_no_secret_in_clear(acl: Acl) -> None:
     assert all(len(h) == 64 for h in hashes)
 
 
-async def test_acl_endpoints_need_acls_enabled(client: httpx.AsyncClient) -> None:
-    """With ACLs off the `/v1/acl/` endpoints say so, and no policy header is sent."""
-    response = await client.put("/v1/acl/bootstrap")
-    assert (response.status_code, response.text) == (400, "ACL support disabled")
+def _acl_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the `/v1/acl/` router serves, path parameters filled in."""
+    calls: list[tuple[str, str]] = []
+    for route in acl_api.router.routes:
+        assert isinstance(route, APIRoute)
+        path = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000009", route.path)
+        calls.extend((method, path) for method in sorted(route.methods or ()))
+    return calls
+
+
+@pytest.mark.parametrize(("method", "path"), _acl_routes())
+async def test_acl_endpoints_answer_401_with_acls_off(client: httpx.AsyncClient, method: str, path: str) -> None:
+    """With ACLs off every `/v1/acl/` route answers 401 `ACL support disabled` (text/plain), as Consul does,
+    before reading the body (a malformed one does not turn it into a 400), and no policy header is sent."""
+    response = await client.request(method, path, content=b"{not json" if method == "PUT" else None)
+    assert (response.status_code, response.text) == (401, "ACL support disabled")
+    assert response.headers["content-type"].startswith("text/plain")
     assert "X-Consul-Default-ACL-Policy" not in response.headers
+
+
+def test_the_acl_routes_document_401() -> None:
+    """The OpenAPI document lists the 401 on every `/v1/acl/` operation."""
+    schema = json.loads(openapi_json())
+    operations = [
+        operation
+        for path, item in schema["paths"].items()
+        if path.startswith("/v1/acl/")
+        for operation in item.values()
+    ]
+    assert len(operations) == len(_acl_routes())
+    for operation in operations:
+        assert operation["responses"]["401"]["content"] == {"text/plain": {"schema": {"type": "string"}}}

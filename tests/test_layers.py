@@ -16,6 +16,8 @@ LAYERS = {
     "domain": 1,
     "rules": 1,
     "acl_model": 1,
+    "acl_input": 1,
+    "hcl": 1,
     "notifier": 2,
     "leadership": 2,
     "tokens": 2,

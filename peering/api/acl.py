@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
-from peering.acl import MANAGEMENT, PolicyRef, TokenSpec
+from peering.acl import MANAGEMENT
+from peering.acl_input import MAX_REFERENCE_CHARS, PolicyRef, TokenSpec, check_text, expiration_time, expiration_ttl
 from peering.acl_model import AclToken, Policy
 from peering.api.body import body_openapi, json_body
 from peering.api.deps import AccessDep, AclDep, SecretDep, ServiceDep
 from peering.api.errors import error_responses
-from peering.api.query import parse_duration
 from peering.api.render import json_response, read_headers, rfc3339
 from peering.api.schemas import ApiModel
-from peering.errors import InvalidRequestError
+from peering.errors import AclDisabledError, InvalidRequestError
 
 router = APIRouter(prefix="/v1/acl", tags=["acl"])
 
@@ -55,8 +54,11 @@ class TokenRequest(_Echoed):
     policies: list[PolicyLinkRequest] | None = None
     local: bool | None = None
     expiration_time: str | None = Field(default=None, description="RFC 3339 time after which the token stops working.")
-    expiration_ttl: str | None = Field(
-        default=None, alias="ExpirationTTL", description="e.g. `1h`; any positive duration."
+    expiration_ttl: str | int | float | None = Field(
+        default=None,
+        alias="ExpirationTTL",
+        description="A Go duration such as `1h30m`, or integer nanoseconds (as Go sends a `time.Duration`); "
+        "any positive duration up to Go's longest (about 292 years).",
     )
     allowed_cidrs: list[str] | None = Field(
         default=None, alias="AllowedCIDRs", description="Source addresses allowed to use it."
@@ -97,32 +99,30 @@ def token_json(token: AclToken) -> dict[str, Any]:
 
 
 def _token_spec(body: TokenRequest) -> TokenSpec:
-    expiration_time = None
-    if body.expiration_time:
-        try:
-            expiration_time = datetime.fromisoformat(body.expiration_time)
-        except ValueError:
-            raise InvalidRequestError(
-                f"Invalid ExpirationTime {body.expiration_time[:64]!r}: not an RFC 3339 time"
-            ) from None
-        if expiration_time.tzinfo is None:
-            raise InvalidRequestError("Invalid ExpirationTime: the time needs a time zone")
-    ttl = None
-    if body.expiration_ttl:
-        try:
-            ttl = parse_duration(body.expiration_ttl)
-        except ValueError:
-            raise InvalidRequestError(f"Invalid ExpirationTTL {body.expiration_ttl[:64]!r}: not a duration") from None
+    """The request as the service takes it: `""` and `0` are Go's zero values, meaning "not given"."""
+    ttl = body.expiration_ttl
     return TokenSpec(
         description=body.description or "",
         policies=[PolicyRef(link.id or "", link.name or "") for link in body.policies or []],
-        expiration_time=expiration_time,
-        expiration_ttl=ttl,
+        expiration_time=expiration_time(body.expiration_time) if body.expiration_time else None,
+        expiration_ttl=expiration_ttl(ttl) if ttl is not None and ttl != "" and ttl != 0 else None,
         allowed_cidrs=body.allowed_cidrs or [],
-        secret_id=body.secret_id,
-        accessor_id=body.accessor_id,
+        secret_id=body.secret_id or None,
+        accessor_id=body.accessor_id or None,
         local=bool(body.local),
     )
+
+
+def _policy_fields(body: PolicyRequest, policy_id: str | None = None) -> tuple[str, str, str]:
+    """Name, description and rules of a policy request; what the service does not take is checked here."""
+    if policy_id is not None and body.id and body.id != policy_id:
+        raise InvalidRequestError("Policy ID in URL and request body do not match")
+    datacenters = body.datacenters or []
+    if len(datacenters) > _MAX_DATACENTERS:
+        raise InvalidRequestError(f"Invalid Policy: more than {_MAX_DATACENTERS} Datacenters")
+    for datacenter in datacenters:
+        check_text("Invalid Policy: a Datacenters entry", datacenter, MAX_REFERENCE_CHARS)
+    return body.name or "", body.description or "", body.rules or ""
 
 
 async def _get_response(data: object, request: Request, service: ServiceDep) -> Response:
@@ -132,18 +132,21 @@ async def _get_response(data: object, request: Request, service: ServiceDep) -> 
 
 
 def _enabled(acl: AclDep) -> None:
+    # a router dependency, so it runs before the body is read: with ACLs off nothing else is done
     if not acl.enabled:
-        raise InvalidRequestError("ACL support disabled")
+        raise AclDisabledError("ACL support disabled")
 
 
 router.dependencies.append(Depends(_enabled))
 PolicyBody = Annotated[PolicyRequest, Depends(json_body(PolicyRequest))]
 TokenBody = Annotated[TokenRequest, Depends(json_body(TokenRequest))]
-_W = error_responses(400, 403, 413)
-_R = error_responses(400, 403, 404)
+_MAX_DATACENTERS = 64
+_W = error_responses(400, 401, 403, 413)
+_R = error_responses(400, 401, 403, 404)
+_L = error_responses(400, 401, 403)
 
 
-@router.put("/bootstrap", operation_id="aclBootstrap", summary="Bootstrap ACLs", responses=error_responses(400, 403))
+@router.put("/bootstrap", operation_id="aclBootstrap", summary="Bootstrap ACLs", responses=_L)
 async def bootstrap(acl: AclDep) -> Response:
     """Create the first management token; works once."""
     return json_response(token_json(await acl.bootstrap()), pretty=False)
@@ -158,7 +161,7 @@ async def bootstrap(acl: AclDep) -> Response:
 )
 async def create_policy(body: PolicyBody, acl: AclDep, access: AccessDep) -> Response:
     """Create a policy (needs `acl:write`)."""
-    policy = await acl.save_policy(access, None, body.name or "", body.description or "", body.rules or "")
+    policy = await acl.save_policy(access, None, *_policy_fields(body))
     return json_response(policy_json(policy), pretty=False)
 
 
@@ -171,7 +174,7 @@ async def create_policy(body: PolicyBody, acl: AclDep, access: AccessDep) -> Res
 )
 async def update_policy(policy_id: str, body: PolicyBody, acl: AclDep, access: AccessDep) -> Response:
     """Update a policy (needs `acl:write`)."""
-    policy = await acl.save_policy(access, policy_id, body.name or "", body.description or "", body.rules or "")
+    policy = await acl.save_policy(access, policy_id, *_policy_fields(body, policy_id))
     return json_response(policy_json(policy), pretty=False)
 
 
@@ -198,7 +201,7 @@ async def delete_policy(policy_id: str, acl: AclDep, access: AccessDep) -> Respo
     return json_response(True, pretty=False)
 
 
-@router.get("/policies", operation_id="aclPolicyList", summary="List policies", responses=error_responses(400, 403))
+@router.get("/policies", operation_id="aclPolicyList", summary="List policies", responses=_L)
 async def list_policies(request: Request, acl: AclDep, access: AccessDep, service: ServiceDep) -> Response:
     """List policies (needs `acl:read`)."""
     return await _get_response([policy_json(p) for p in await acl.list_policies(access)], request, service)
@@ -250,7 +253,7 @@ async def delete_token(accessor_id: str, acl: AclDep, access: AccessDep, secret:
     return json_response(True, pretty=False)
 
 
-@router.get("/tokens", operation_id="aclTokenList", summary="List tokens", responses=error_responses(400, 403))
+@router.get("/tokens", operation_id="aclTokenList", summary="List tokens", responses=_L)
 async def list_tokens(request: Request, acl: AclDep, access: AccessDep, service: ServiceDep) -> Response:
     """List tokens (needs `acl:read`), without their secrets."""
     return await _get_response([token_json(t) for t in await acl.list_tokens(access)], request, service)

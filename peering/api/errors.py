@@ -12,6 +12,7 @@ from starlette.routing import Match
 
 from peering.api.render import read_headers
 from peering.errors import (
+    AclDisabledError,
     InvalidRequestError,
     NotFoundError,
     PeerError,
@@ -27,6 +28,7 @@ STATUS: dict[type[PeeringError], int] = {
     InvalidRequestError: 400,
     RequestTooLargeError: 413,
     PermissionDeniedError: 403,
+    AclDisabledError: 401,
     SecretRejectedError: 403,
     NotFoundError: 404,
     PeerError: 502,
@@ -35,6 +37,7 @@ STATUS: dict[type[PeeringError], int] = {
 _DESCRIPTIONS = {
     405: "Wrong method.",
     400: "Bad input: malformed body, unknown field, invalid name, token, meta or query.",
+    401: "`ACL support disabled`: an ACL endpoint was called while ACLs are off.",
     403: "Permission denied, or the peering secret was rejected.",
     404: "No such peering (or ACL policy or token).",
     413: "Request body over 1 MiB.",
