@@ -335,6 +335,15 @@ func TestACLErrorBodies(t *testing.T) {
 	if !strings.Contains(err.Error(), "403 (ACL not found)") {
 		t.Fatalf("Error() = %q", err.Error())
 	}
-	_, _, err = c.Client(t, "").Peerings().Read(ctxFor(t, 10*time.Second), "anything", nil)
+	anonymous := c.Client(t, "")
+	_, _, err = anonymous.Peerings().Read(ctxFor(t, 10*time.Second), "anything", nil)
 	wantStatus(t, err, 403, denied(anonymousAccessor, "peering:read"))
+
+	// A token given per call (QueryOptions/WriteOptions.Token) is used for that call only.
+	if _, _, err := anonymous.Peerings().List(ctxFor(t, 10*time.Second), &api.QueryOptions{Token: managementSecret}); err != nil {
+		t.Fatalf("List with QueryOptions.Token: %v", err)
+	}
+	if _, err := anonymous.Peerings().Delete(ctxFor(t, 10*time.Second), "anything", &api.WriteOptions{Token: managementSecret}); err != nil {
+		t.Fatalf("Delete with WriteOptions.Token: %v", err)
+	}
 }

@@ -135,3 +135,25 @@ func TestEmptyListIndex(t *testing.T) {
 	t.Run("fresh cluster", func(t *testing.T) { check(t, "") })
 	t.Run("empty partition of a used cluster", func(t *testing.T) { check(t, "unused-until-now") })
 }
+
+// TestConsistencyModes: QueryOptions.AllowStale (?stale) and RequireConsistent (?consistent)
+// are accepted, and QueryMeta shows a known leader with no replication lag.
+func TestConsistencyModes(t *testing.T) {
+	t.Parallel()
+	client := clusterA(t).Client(t, "")
+	ctx := ctxFor(t, 30*time.Second)
+	for name, q := range map[string]*api.QueryOptions{
+		"AllowStale":        {AllowStale: true, Partition: "modes"},
+		"RequireConsistent": {RequireConsistent: true, Partition: "modes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			list, meta, err := client.Peerings().List(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if list == nil || !meta.KnownLeader || meta.LastContact != 0 || meta.LastIndex == 0 {
+				t.Fatalf("List %s: %v, meta %+v", name, list, meta)
+			}
+		})
+	}
+}

@@ -156,6 +156,9 @@ func startCluster(args ...string) (*Cluster, error) {
 		c.PeeringAddr, _ = entry["peering_addr"].(string)
 		c.AdvertiseAddr, _ = entry["advertise_addr"].(string)
 		c.Datacenter, _ = entry["datacenter"].(string)
+		if c.AdvertiseAddr == "" {
+			c.AdvertiseAddr = c.PeeringAddr // the default (SPEC §2)
+		}
 		if c.HTTPAddr == "" || c.PeeringAddr == "" {
 			_, _ = c.Stop()
 			return nil, fmt.Errorf("cluster ready line without addresses:\n%s", c.Log())
