@@ -12,9 +12,10 @@ PeeringError                      base: `str(error)` is the exact text shown to 
 ├── NotFoundError                 a read names something that does not exist
 │   ├── PeeringNotFoundError      no peering with that name in that partition
 │   └── AclNotFoundError          no ACL policy or token with that ID or name
-└── PeerError                     the remote cluster could not be reached or answered badly
-    ├── PeerUnreachableError      connection refused, timeout, TLS failure
-    └── PeerProtocolError         the remote answered with something we do not understand
+├── PeerError                     the remote cluster could not be reached or answered badly
+│   ├── PeerUnreachableError      connection refused, timeout, TLS failure
+│   └── PeerProtocolError         the remote answered with something we do not understand
+└── DatabaseUnavailableError      the database (PostgreSQL) is down, restarting or out of reach
 """
 
 from __future__ import annotations
@@ -119,3 +120,15 @@ class RequestTooLargeError(InvalidRequestError):
     """The request body is over the size limit."""
 
     code = "too_large"
+
+
+class DatabaseUnavailableError(PeeringError):
+    """The database cannot be used right now (down, restarting, unreachable, too slow): retry later.
+
+    Nothing the request wrote was acknowledged (a write cut off at its COMMIT may or may not have landed).
+    """
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "database unavailable") -> None:
+        super().__init__(message)

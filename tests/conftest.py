@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +11,7 @@ import pytest
 
 from peering.app import Runtime, create_app, open_runtime
 from peering.settings import Settings
+from tests.postgres import PostgresMissingError, PostgresServer, running_server
 
 ADVERTISE = "127.0.0.1:8503"
 
@@ -45,3 +46,24 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (tests/postgres.py). Without one installed the
+    test is skipped, except in CI (CI=true), where that is a failure: a green run must not hide it."""
+    try:
+        with running_server() as server:
+            yield server
+    except PostgresMissingError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres(postgres_server: PostgresServer) -> Iterator[str]:
+    """The DSN of a fresh, empty database on the session's server, dropped after the test."""
+    dsn = postgres_server.create_database()
+    yield dsn
+    postgres_server.drop_database(dsn)

@@ -43,9 +43,9 @@ LAYERS = {
 ADAPTERS = {name for name, layer in LAYERS.items() if layer == 2}
 # third-party packages a layer may not import
 FORBIDDEN = {
-    1: {"fastapi", "starlette", "pydantic", "httpx", "aiosqlite", "sqlite3", "cryptography", "uvicorn"},
-    3: {"fastapi", "starlette", "httpx", "aiosqlite", "sqlite3", "uvicorn"},
-    4: {"aiosqlite", "sqlite3", "httpx", "cryptography"},
+    1: {"fastapi", "starlette", "pydantic", "httpx", "aiosqlite", "sqlite3", "cryptography", "uvicorn", "asyncpg"},
+    3: {"fastapi", "starlette", "httpx", "aiosqlite", "sqlite3", "uvicorn", "asyncpg"},
+    4: {"aiosqlite", "sqlite3", "httpx", "cryptography", "asyncpg"},
     2: {"fastapi", "starlette", "uvicorn"},
 }
 
@@ -91,3 +91,10 @@ def test_imports_point_down(module: Path) -> None:
 def test_modules_stay_small() -> None:
     for module in PACKAGE.rglob("*.py"):
         assert len(module.read_text().splitlines()) <= 400, module
+
+
+def test_only_the_store_talks_to_postgresql() -> None:
+    """asyncpg (and its types) stay inside the store package, whatever the layer (SPEC §12)."""
+    for module in MODULES:
+        if _top(module) != "store":
+            assert not any(name.split(".")[0] == "asyncpg" for name in _imports(module)), module

@@ -13,6 +13,7 @@ from starlette.routing import Match
 from peering.api.render import read_headers
 from peering.errors import (
     AclDisabledError,
+    DatabaseUnavailableError,
     InvalidRequestError,
     NotFoundError,
     PeerError,
@@ -32,6 +33,7 @@ STATUS: dict[type[PeeringError], int] = {
     SecretRejectedError: 403,
     NotFoundError: 404,
     PeerError: 502,
+    DatabaseUnavailableError: 503,
 }
 
 _DESCRIPTIONS = {
@@ -42,6 +44,7 @@ _DESCRIPTIONS = {
     404: "No such peering (or ACL policy or token).",
     413: "Request body over 1 MiB.",
     502: "The remote cluster could not be reached or answered badly.",
+    503: "The database is unavailable (down or restarting): nothing was written; retry.",
 }
 
 
@@ -89,6 +92,13 @@ async def _peering_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     return await _text(request, status, exc.message)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # not `_text`: its index header would read the very database that just failed
+    assert isinstance(exc, DatabaseUnavailableError)  # noqa: S101 -- registered for it only
+    log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return Response(content=exc.message, status_code=503, media_type="text/plain", headers={"Retry-After": "1"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -144,5 +154,6 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     """Register the handlers: one for the whole PeeringError tree (found along the MRO)."""
     app.add_exception_handler(PeeringError, _peering_error)
+    app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)  # nearer in the MRO: wins
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,182 @@
+"""PostgreSQL implementation of the ACL store (same database and index counter as the peerings)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from peering.acl_model import AclToken, Policy, PolicyLink
+from peering.errors import InvalidRequestError
+from peering.store.postgres.store import PostgresStore, PostgresTransaction
+
+_POLICY_COLUMNS = "id, name, description, rules, create_index, modify_index"
+_ACCESS_COLUMNS = (
+    "accessor_id, description, policy_ids, management, expiration_time, allowed_cidrs, local, create_time, "
+    "create_index, modify_index"
+)
+
+POLICIES = f"SELECT {_POLICY_COLUMNS} FROM acl_policies ORDER BY name"
+POLICIES_BY_ID = f"SELECT {_POLICY_COLUMNS} FROM acl_policies WHERE id = ANY($1::text[]) ORDER BY name"
+POLICY_BY_ID = f"SELECT {_POLICY_COLUMNS} FROM acl_policies WHERE id = $1"
+POLICY_BY_NAME = f"SELECT {_POLICY_COLUMNS} FROM acl_policies WHERE name = $1"
+POLICY_CREATE_INDEX = "SELECT create_index FROM acl_policies WHERE id = $1"
+SAVE_POLICY = (
+    f"INSERT INTO acl_policies ({_POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
+    "name = excluded.name, description = excluded.description, rules = excluded.rules, "
+    "modify_index = excluded.modify_index"
+)
+DELETE_POLICY = "DELETE FROM acl_policies WHERE id = $1"
+TOKENS = f"SELECT {_ACCESS_COLUMNS} FROM acl_tokens ORDER BY create_index, accessor_id"
+TOKEN = f"SELECT {_ACCESS_COLUMNS} FROM acl_tokens WHERE accessor_id = $1"
+TOKEN_BY_SECRET = f"SELECT {_ACCESS_COLUMNS} FROM acl_tokens WHERE secret_hash = $1"
+TOKEN_CREATE_INDEX = "SELECT create_index FROM acl_tokens WHERE accessor_id = $1"  # noqa: S105 -- SQL
+UPDATE_TOKEN = (
+    "UPDATE acl_tokens SET description = $2, policy_ids = $3, expiration_time = $4, allowed_cidrs = $5, "  # noqa: S105
+    "modify_index = $6 WHERE accessor_id = $1"
+)
+INSERT_TOKEN = (
+    f"INSERT INTO acl_tokens (secret_hash, {_ACCESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+DELETE_TOKEN = "DELETE FROM acl_tokens WHERE accessor_id = $1"  # noqa: S105 -- SQL
+# a conditional update: the one bootstrap, whoever tries it at the same time
+BOOTSTRAP = "UPDATE acl_bootstrap SET done = true WHERE id = 1 AND NOT done"
+
+
+def _policy(row: Any) -> Policy:
+    id_, name, description, rules, create_index, modify_index = row
+    return Policy(id_, name, description, rules, create_index, modify_index)
+
+
+def _changed(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresAclStore:
+    """ACL tables of a `PostgresStore` (see `store.base.AclStore`); reads on its pool, writes in its transactions."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def _tokens(self, sql: str, *args: Any) -> list[AclToken]:
+        rows = await self._store.fetch(sql, *args)
+        wanted = sorted({pid for row in rows for pid in row[2]})
+        names = {p.id: p.name for p in await self.policies(wanted)} if wanted else {}
+        return [_token(row, names) for row in rows]
+
+    # policies
+
+    async def policies(self, ids: list[str] | None = None) -> list[Policy]:
+        if ids is None:
+            rows = await self._store.fetch(POLICIES)
+        elif not ids:
+            return []
+        else:
+            rows = await self._store.fetch(POLICIES_BY_ID, ids)
+        return [_policy(row) for row in rows]
+
+    async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
+        rows = (
+            await self._store.fetch(POLICY_BY_ID, id)
+            if id is not None
+            else await self._store.fetch(POLICY_BY_NAME, name)
+        )
+        return _policy(rows[0]) if rows else None
+
+    async def save_policy(self, policy: Policy) -> Policy:
+        async with self._store.transaction() as tx:
+            index = await tx.bump()
+            existing = await tx.fetchval(POLICY_CREATE_INDEX, policy.id)
+            create_index = existing if existing is not None else index
+            try:
+                await tx.execute(
+                    SAVE_POLICY, policy.id, policy.name, policy.description, policy.rules, create_index, index
+                )
+            except asyncpg.UniqueViolationError:
+                raise InvalidRequestError(
+                    f'Invalid Policy: A Policy with Name "{policy.name}" already exists'
+                ) from None
+        return replace(policy, create_index=create_index, modify_index=index)
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        async with self._store.transaction() as tx:
+            deleted = _changed(await tx.execute(DELETE_POLICY, policy_id)) == 1
+            if deleted:
+                await tx.bump()
+        return deleted
+
+    # tokens
+
+    async def tokens(self) -> list[AclToken]:
+        return await self._tokens(TOKENS)
+
+    async def token(self, accessor_id: str) -> AclToken | None:
+        found = await self._tokens(TOKEN, accessor_id)
+        return found[0] if found else None
+
+    async def token_by_secret(self, secret_hash: str) -> AclToken | None:
+        found = await self._tokens(TOKEN_BY_SECRET, secret_hash)
+        return found[0] if found else None
+
+    async def save_token(self, token: AclToken, secret_hash: str | None = None) -> AclToken:
+        async with self._store.transaction() as tx:
+            return await _upsert_token(tx, token, secret_hash)
+
+    async def bootstrap(self, token: AclToken, secret_hash: str) -> AclToken | None:
+        async with self._store.transaction() as tx:
+            if _changed(await tx.execute(BOOTSTRAP)) != 1:
+                return None
+            return await _upsert_token(tx, token, secret_hash)
+
+    async def delete_token(self, accessor_id: str) -> bool:
+        async with self._store.transaction() as tx:
+            deleted = _changed(await tx.execute(DELETE_TOKEN, accessor_id)) == 1
+            if deleted:
+                await tx.bump()
+        return deleted
+
+
+def _token(row: Any, names: dict[str, str]) -> AclToken:
+    accessor, description, policy_ids, management, expires, cidrs, local, created, create_index, modify_index = row
+    return AclToken(
+        accessor_id=accessor,
+        description=description,
+        policies=tuple(PolicyLink(pid, names[pid]) for pid in policy_ids if pid in names),
+        management=management,
+        expiration_time=expires,
+        allowed_cidrs=tuple(cidrs),
+        local=local,
+        create_time=created,
+        create_index=create_index,
+        modify_index=modify_index,
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+async def _upsert_token(tx: PostgresTransaction, token: AclToken, secret_hash: str | None) -> AclToken:
+    index = await tx.bump()
+    create_index = await tx.fetchval(TOKEN_CREATE_INDEX, token.accessor_id)
+    policy_ids = [link.id for link in token.policies]
+    expires = _utc(token.expiration_time)
+    cidrs = list(token.allowed_cidrs)
+    if create_index is not None and secret_hash is not None:
+        raise InvalidRequestError("Invalid Token: AccessorID is already in use")
+    if create_index is not None:
+        await tx.execute(UPDATE_TOKEN, token.accessor_id, token.description, policy_ids, expires, cidrs, index)
+        return replace(token, create_index=create_index, modify_index=index)
+    if secret_hash is None:
+        raise InvalidRequestError("Invalid Token: a new token needs a SecretID")
+    created = _utc(token.create_time or datetime.now(UTC))
+    try:
+        await tx.execute(
+            INSERT_TOKEN, secret_hash, token.accessor_id, token.description, policy_ids, token.management, expires,
+            cidrs, token.local, created, index, index,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        raise InvalidRequestError("Invalid Token: SecretID is already in use") from None
+    return replace(token, create_index=index, modify_index=index)

@@ -1,0 +1,48 @@
+"""asyncpg's errors in the project's terms: a lost or refused database is `DatabaseUnavailableError`.
+
+Constraint errors (a taken name, a taken remote cluster, a used secret) are translated where they
+happen, by constraint name (`store.py`, `acl.py`), because the message needs the row's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from peering.errors import DatabaseUnavailableError
+
+# the server is gone, going, not yet there, or out of connections; or we gave up waiting for it
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable (ConnectionError and socket errors are OSErrors)
+    TimeoutError,  # connect, acquire or statement over its time budget
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection that died under a query
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,  # 57P01: a fast or immediate shutdown ended our session
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server restarts
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.QueryCanceledError,  # 57014: statement_timeout or a cancel request
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used right now (as opposed to a wrong statement)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # "connection is closed", "pool is closing": the interface's word for a dead connection; its other
+    # errors (bad arguments, misuse) are bugs and must stay loud
+    return isinstance(exc, asyncpg.InterfaceError) and "clos" in str(exc)
+
+
+@contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn "the database cannot be used" errors raised inside into `DatabaseUnavailableError`."""
+    try:
+        yield
+    except DatabaseUnavailableError:
+        raise
+    except BaseException as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailableError() from exc
+        raise

@@ -1,0 +1,117 @@
+"""Versioned PostgreSQL schema: migration N brings `schema_version` from N-1 to N.
+
+The same tables, constraints and index rules as the SQLite schema (`store/schema.py`), in PostgreSQL
+types. Text that is compared or sorted is `COLLATE "C"`, so that `lower()` folds ASCII only and
+ordering is by bytes, as in SQLite, whatever the database's default locale. `meta` is `json`, not
+`jsonb`, because `json` keeps the text as written (key order included), as SQLite's TEXT does.
+Replicas starting together migrate one at a time (a transaction-scoped advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+# any fixed number: the advisory lock that serialises migrations of one database
+MIGRATION_LOCK = 0x70656572  # "peer"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: everything SQLite's migrations 1-4 hold: peerings, their secrets, the index counter (starting at
+    #    1, so that the first write gets 2 and an empty result answers the floor index 1), the partitions'
+    #    indexes, ACL policies, tokens and bootstrap state
+    """
+    CREATE TABLE counter (
+        id integer PRIMARY KEY CHECK (id = 1),
+        value bigint NOT NULL
+    );
+    INSERT INTO counter (id, value) VALUES (1, 1);
+
+    CREATE TABLE partitions (
+        name text COLLATE "C" PRIMARY KEY,
+        modify_index bigint NOT NULL
+    );
+
+    CREATE TABLE peerings (
+        id text PRIMARY KEY,
+        partition text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        role text NOT NULL CHECK (role IN ('acceptor', 'dialer')),
+        state text NOT NULL CHECK (state IN ('INITIAL', 'ACTIVE', 'FAILING', 'TERMINATED')),
+        meta json NOT NULL DEFAULT '{}',
+        deleted_at timestamptz,
+        remove_after timestamptz,
+        peer_id text NOT NULL DEFAULT '',
+        peer_ca_pems text[] NOT NULL DEFAULT '{}',
+        peer_server_name text NOT NULL DEFAULT '',
+        peer_server_addresses text[] NOT NULL DEFAULT '{}',
+        remote_datacenter text NOT NULL DEFAULT '',
+        remote_partition text NOT NULL DEFAULT '',
+        remote_cluster text COLLATE "C" NOT NULL DEFAULT '',
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL
+    );
+    -- names are unique within a partition, compared lower-cased
+    CREATE UNIQUE INDEX peerings_by_name ON peerings (partition, lower(name));
+    -- at most one live peering per remote cluster in a partition (SPEC §5.6)
+    CREATE UNIQUE INDEX peerings_by_remote_cluster ON peerings (partition, remote_cluster)
+        WHERE remote_cluster <> '' AND state <> 'TERMINATED' AND deleted_at IS NULL;
+    -- the background pass asks these on every burst of writes: index them, not scan every peering
+    CREATE INDEX peerings_removal ON peerings (remove_after) WHERE remove_after IS NOT NULL;
+    CREATE INDEX peerings_live ON peerings (state) WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING');
+
+    CREATE TABLE secrets (
+        peering_id text PRIMARY KEY REFERENCES peerings (id) ON DELETE CASCADE,
+        establishment_hash text,
+        stream_hash text,
+        stream_secret text
+    );
+
+    CREATE TABLE acl_policies (
+        id text PRIMARY KEY,
+        name text COLLATE "C" NOT NULL,
+        description text NOT NULL DEFAULT '',
+        rules text NOT NULL DEFAULT '',
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        CONSTRAINT acl_policies_name_key UNIQUE (name)
+    );
+    CREATE TABLE acl_tokens (
+        accessor_id text COLLATE "C" PRIMARY KEY,
+        secret_hash text NOT NULL,
+        description text NOT NULL DEFAULT '',
+        policy_ids text[] NOT NULL DEFAULT '{}',
+        management boolean NOT NULL DEFAULT false,
+        expiration_time timestamptz,
+        allowed_cidrs text[] NOT NULL DEFAULT '{}',
+        local boolean NOT NULL DEFAULT false,
+        create_time timestamptz NOT NULL,
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        CONSTRAINT acl_tokens_secret_hash_key UNIQUE (secret_hash)
+    );
+    CREATE TABLE acl_bootstrap (
+        id integer PRIMARY KEY CHECK (id = 1),
+        done boolean NOT NULL
+    );
+    INSERT INTO acl_bootstrap (id, done) VALUES (1, false);
+    """,
+)
+
+
+async def migrate(conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Bring the database to the newest schema (creating it when empty), in one transaction.
+
+    Raises:
+        RuntimeError: the database has a newer schema than this program knows.
+    """
+    async with conn.transaction():
+        await conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL);"
+            "INSERT INTO schema_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"
+        )
+        version = int(await conn.fetchval("SELECT version FROM schema_version WHERE id = 1"))
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema version {version} is newer than this program ({len(MIGRATIONS)})")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute("UPDATE schema_version SET version = $1 WHERE id = 1", number)

@@ -1,0 +1,361 @@
+"""PostgreSQL implementation of the peering store (asyncpg; the SQL is in `queries.py`).
+
+A pool of connections. Each write transaction holds the counter row's lock from its BEGIN to its
+COMMIT (see `queries.py`), so writers across every replica are serialised exactly as SQLite's single
+writer is, and what the protocol promises holds unchanged. A transaction returns only after its
+COMMIT, so an answered write is a durable one (`synchronous_commit` on, the server's default).
+
+Failures to reach the database come out as `DatabaseUnavailableError` (`errors.py`), within a time
+budget: connecting, waiting for a pooled connection and every statement are bounded by `budget`.
+A read that finds its pooled connection dead (the server restarted) is retried once on a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from peering.domain import Peering, PeeringState, Remote, Role
+from peering.errors import DatabaseUnavailableError, PeeringConflictError
+from peering.store.base import Secrets
+from peering.store.postgres import queries as q
+from peering.store.postgres.errors import is_unavailable, unavailable_as_error
+from peering.store.postgres.schema import migrate
+
+log = logging.getLogger("peering.store")
+
+Record = asyncpg.Record
+# a connection of our own (migrations) or one lent by the pool
+Conn: TypeAlias = "asyncpg.Connection[Record] | asyncpg.pool.PoolConnectionProxy[Record]"
+
+
+class _Connection(asyncpg.Connection):
+    """A pooled connection released without asyncpg's reset statement (one round trip per use saved):
+    the store never leaves session state behind (no SET, LISTEN, cursors or advisory locks), and it
+    ends every transaction itself before the release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)  # a naive time is local time, as the SQLite store reads it
+
+
+def to_args(p: Peering) -> tuple[Any, ...]:
+    """The bound values of `queries.COLUMNS` for a peering."""
+    return (
+        p.id,
+        p.partition,
+        p.name,
+        p.role.value,
+        p.state.value,
+        json.dumps(dict(p.meta)),
+        _utc(p.deleted_at) if p.deleted_at else None,
+        p.peer_id,
+        list(p.peer_ca_pems),
+        p.peer_server_name,
+        list(p.peer_server_addresses),
+        p.remote.datacenter,
+        p.remote.partition,
+        p.remote_cluster,
+        p.create_index,
+        p.modify_index,
+    )
+
+
+def from_row(row: Sequence[Any] | Record) -> Peering:
+    """A peering from the values of `queries.COLUMNS`."""
+    (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = row[:11]
+    remote_dc, remote_partition, remote_cluster, create_index, modify_index = row[11:16]
+    return Peering(
+        id=id_,
+        name=name,
+        partition=partition,
+        role=Role(role),
+        state=PeeringState(state),
+        meta=json.loads(meta),
+        deleted_at=deleted_at,
+        peer_id=peer_id,
+        peer_ca_pems=tuple(cas),
+        peer_server_name=server_name,
+        peer_server_addresses=tuple(addresses),
+        remote=Remote(remote_dc, remote_partition),
+        remote_cluster=remote_cluster,
+        create_index=create_index,
+        modify_index=modify_index,
+    )
+
+
+def _changed(status: str) -> int:
+    """The row count of a command status such as `UPDATE 1` or `INSERT 0 1`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresTransaction:
+    """A write transaction on one pooled connection (see `store.base.Transaction`)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn  # for the sibling ACL module; every call on it goes through `run`
+        self._index: int | None = None
+
+    @property
+    def wrote(self) -> bool:
+        return self._index is not None
+
+    @property
+    def index(self) -> int:
+        if self._index is None:
+            raise RuntimeError("the transaction has not written yet")
+        return self._index
+
+    async def bump(self) -> int:
+        """The transaction's index, taken from the counter on first use."""
+        if self._index is None:
+            value = await self.fetchval(q.BUMP)
+            if value is None:
+                raise RuntimeError("the index counter row is missing: the database is damaged")
+            self._index = int(value)
+        return self._index
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run one statement; its command status (unique violations pass through for the caller)."""
+        with unavailable_as_error():
+            return await self.conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Record]:
+        with unavailable_as_error():
+            return await self.conn.fetch(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        with unavailable_as_error():
+            return await self.conn.fetchval(sql, *args)
+
+    async def _one(self, sql: str, *args: Any) -> Peering | None:
+        rows = await self.fetch(sql, *args)
+        return from_row(rows[0]) if rows else None
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        return await self._one(q.GET, partition, name)
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        return await self._one(q.GET_BY_ID, peering_id)
+
+    async def save(self, peering: Peering) -> Peering:
+        index = await self.bump()
+        # a stored peering was read with its create_index (an update never changes the column)
+        saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
+        # a savepoint keeps the transaction usable after a conflict, as SQLite's statement rollback does
+        await self.execute("SAVEPOINT save")
+        try:
+            await self.execute(q.SAVE, *to_args(saved))
+        except asyncpg.UniqueViolationError as exc:
+            await self.execute("ROLLBACK TO SAVEPOINT save")
+            await self.execute("RELEASE SAVEPOINT save")
+            raise await self._conflict(saved) from exc
+        await self.execute("RELEASE SAVEPOINT save")
+        return saved
+
+    async def _conflict(self, peering: Peering) -> PeeringConflictError:
+        """Name the live peering that blocks `peering` (a unique index said one exists)."""
+        other = await self.fetchval(q.HOLDER_OF_CLUSTER, peering.partition, peering.remote_cluster, peering.id)
+        if other is not None:
+            return PeeringConflictError(f'a peering with this cluster already exists: "{other}"')
+        return PeeringConflictError(f'cannot create peering with name: "{peering.name}"; the name is already in use')
+
+    async def remove(self, peering_id: str) -> None:
+        if await self.fetchval(q.EXISTS, peering_id) is not None:
+            await self.execute(q.REMOVE, peering_id, await self.bump())
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        rows = await self.fetch(q.SECRETS, peering_id)
+        return Secrets(*rows[0]) if rows else Secrets()
+
+    async def set_secrets(self, peering_id: str, secrets: Secrets) -> None:
+        await self.execute(
+            q.SET_SECRETS, peering_id, secrets.establishment_hash, secrets.stream_hash, secrets.stream_secret
+        )
+
+    async def set_establishment_hash(self, peering_id: str, secret_hash: str | None) -> None:
+        await self.execute(q.SET_ESTABLISHMENT_HASH, peering_id, secret_hash)
+
+    async def set_stream_hash(self, peering_id: str, secret_hash: str) -> None:
+        await self.execute(q.SET_STREAM_HASH, peering_id, secret_hash)
+
+    async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
+        return _changed(await self.execute(q.CONSUME_ESTABLISHMENT_SECRET, peering_id, secret_hash)) == 1
+
+    async def schedule_removal(self, peering_id: str, at: datetime) -> None:
+        await self.execute(q.SCHEDULE_REMOVAL, peering_id, _utc(at))
+
+
+class PostgresStore:
+    """The shared store of several replicas: one PostgreSQL database (15 or newer)."""
+
+    def __init__(self, pool: asyncpg.Pool, budget: float) -> None:
+        self._pool = pool
+        self._timeout = budget
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, budget: float = 5.0, max_connections: int = 10, idle_in_transaction_timeout: float = 10.0
+    ) -> PostgresStore:
+        """Connect to `dsn` (`postgresql://…`) and create or migrate the schema.
+
+        `idle_in_transaction_timeout` lets the server end the session of a replica that stalls inside a
+        write transaction (frozen, partitioned), which would otherwise hold every writer's lock.
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+            RuntimeError: its schema is newer than this program.
+        """
+        settings = {
+            "application_name": "peering",
+            "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout * 1000)),
+        }
+        with unavailable_as_error():
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_connections,
+                timeout=budget,
+                command_timeout=budget,
+                server_settings=settings,
+                connection_class=_Connection,
+            )
+        try:
+            with unavailable_as_error():
+                async with pool.acquire(timeout=budget) as conn:
+                    await migrate(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        return cls(pool, budget)
+
+    async def close(self) -> None:
+        """Close every connection (waiting for those in use at most `budget` seconds)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._pool.close()
+        except TimeoutError:
+            self._pool.terminate()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        """A write transaction; it returns only once its COMMIT is done (or raises, having written nothing)."""
+        async with self._begun() as conn:
+            try:
+                yield PostgresTransaction(conn)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            try:
+                with unavailable_as_error():
+                    await conn.execute("COMMIT")
+            except BaseException:
+                await _rollback(conn)  # the COMMIT may have landed or not: unknown, so not acknowledged
+                raise
+
+    @asynccontextmanager
+    async def _begun(self) -> AsyncIterator[Conn]:
+        """A pooled connection inside a write transaction that holds the writers' lock."""
+        for attempt in (1, 2):
+            with unavailable_as_error():
+                conn = await self._pool.acquire(timeout=self._timeout)
+            try:
+                await conn.execute(q.BEGIN_WRITE)
+            except BaseException as exc:
+                await _rollback(conn)
+                await self._pool.release(conn)
+                # a pooled connection the server dropped (restart): nothing was done, try one fresh one
+                if attempt == 1 and is_unavailable(exc) and not isinstance(exc, TimeoutError):
+                    continue
+                if is_unavailable(exc):
+                    raise DatabaseUnavailableError() from exc
+                raise
+            try:
+                yield conn
+            finally:
+                await self._pool.release(conn)
+            return
+
+    async def fetch(self, sql: str, *args: Any) -> list[Record]:
+        """The rows of one statement outside a transaction (retried once on a dead pooled connection)."""
+        for attempt in (1, 2):
+            try:
+                async with self._pool.acquire(timeout=self._timeout) as conn:
+                    return await conn.fetch(sql, *args)
+            except BaseException as exc:
+                if not is_unavailable(exc):
+                    raise
+                if attempt == 2 or isinstance(exc, TimeoutError):
+                    raise DatabaseUnavailableError() from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _peerings(self, sql: str, *args: Any) -> list[Peering]:
+        return [from_row(row) for row in await self.fetch(sql, *args)]
+
+    async def _one(self, sql: str, *args: Any) -> Peering | None:
+        found = await self._peerings(sql, *args)
+        return found[0] if found else None
+
+    async def get(self, partition: str, name: str) -> Peering | None:
+        return await self._one(q.GET, partition, name)
+
+    async def get_by_id(self, peering_id: str) -> Peering | None:
+        return await self._one(q.GET_BY_ID, peering_id)
+
+    async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
+        rows = await self.fetch(q.LIST, partition)
+        peerings = [from_row(tuple(row)[1:]) for row in rows if row[1] is not None]
+        index = max(1, int(rows[0][0]))  # one row at least: the LEFT JOIN's
+        return peerings, max([index, *(p.modify_index for p in peerings)])
+
+    async def partition_index(self, partition: str) -> int:
+        rows = await self.fetch(q.PARTITION_INDEX, partition)
+        return max(1, int(rows[0][0])) if rows else 1
+
+    async def current_index(self) -> int:
+        rows = await self.fetch(q.CURRENT_INDEX)
+        return max(1, int(rows[0][0])) if rows else 1
+
+    async def due_removals(self, now: datetime) -> list[Peering]:
+        return await self._peerings(q.DUE_REMOVALS, _utc(now))
+
+    async def awaiting_notice(self, now: datetime) -> list[Peering]:
+        return await self._peerings(q.AWAITING_NOTICE, _utc(now))
+
+    async def every_peering(self) -> list[Peering]:
+        return await self._peerings(q.EVERY_PEERING)
+
+    async def live_links(self) -> list[Peering]:
+        return await self._peerings(q.LIVE_LINKS)
+
+    async def secrets(self, peering_id: str) -> Secrets:
+        rows = await self.fetch(q.SECRETS, peering_id)
+        return Secrets(*rows[0]) if rows else Secrets()
+
+
+async def _rollback(conn: Conn) -> None:
+    """End the connection's transaction, if it still has one; a connection that cannot is closed (the
+    pool then replaces it), never handed to the next user mid-transaction."""
+    try:
+        if conn.is_closed() or not conn.is_in_transaction():
+            return
+    except asyncpg.InterfaceError:  # a pooled connection that died went back to its pool by itself
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 -- the error that brought us here is the one to report
+        conn.terminate()
+    except BaseException:  # cancelled while rolling back
+        conn.terminate()
+        raise

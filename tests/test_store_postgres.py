@@ -1,0 +1,148 @@
+"""What is particular to the PostgreSQL store: its schema, replicas starting together, and outages
+(a stopped or restarted server gives `DatabaseUnavailableError` quickly, then everything resumes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from peering.api.errors import install
+from peering.domain import Peering, PeeringState, Role
+from peering.errors import DatabaseUnavailableError
+from peering.store.postgres.schema import MIGRATIONS
+from peering.store.postgres.store import PostgresStore
+from tests.postgres import PostgresServer, free_port
+
+pytestmark = pytest.mark.anyio
+
+
+def acceptor(pid: str, name: str) -> Peering:
+    return Peering(pid, name, "default", Role.ACCEPTOR, PeeringState.INITIAL)
+
+
+async def test_schema_version_and_a_newer_one_refused(postgres: str) -> None:
+    s = await PostgresStore.open(postgres)
+    await s.close()
+    conn = await asyncpg.connect(postgres)
+    try:
+        assert await conn.fetchval("SELECT version FROM schema_version") == len(MIGRATIONS)
+        assert await conn.fetchval("SHOW fsync") == "on"
+        await conn.execute("UPDATE schema_version SET version = version + 1")
+    finally:
+        await conn.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        await PostgresStore.open(postgres)
+
+
+async def test_replicas_starting_together_create_the_schema_once(postgres: str) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(postgres) for _ in range(3)))
+    for s in stores:
+        assert await s.current_index() == 1
+        await s.close()
+
+
+async def test_opening_an_unreachable_database_is_unavailable() -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"  # nobody listens there
+    began = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match=r"^database unavailable$"):
+        await PostgresStore.open(dead, budget=2)
+    assert time.monotonic() - began < 2.5
+
+
+# -- outages, on a server of their own (the session's stays up for every other test)
+
+
+@pytest.fixture(scope="module")
+def own_server(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    # asks for the session's server only so that a missing PostgreSQL skips or fails (in CI) the same way
+    server = PostgresServer.start_new()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def outage_store(own_server: PostgresServer) -> AsyncIterator[tuple[PostgresServer, PostgresStore]]:
+    own_server.start()  # a test before may have left it stopped
+    dsn = own_server.create_database()
+    store = await PostgresStore.open(dsn, budget=2)
+    yield own_server, store
+    await store.close()
+    own_server.start()
+    own_server.drop_database(dsn)
+
+
+async def _write(store: PostgresStore, pid: str) -> None:
+    async with store.transaction() as tx:
+        await tx.save(acceptor(pid, f"n{pid}"))
+
+
+async def test_a_stopped_server_answers_unavailable_quickly_and_then_resumes(
+    outage_store: tuple[PostgresServer, PostgresStore],
+) -> None:
+    server, store = outage_store
+    await _write(store, "1")
+    server.stop_server()
+    began = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError):
+        await store.get_by_id("1")
+    with pytest.raises(DatabaseUnavailableError):
+        await store.list_peerings("default")
+    with pytest.raises(DatabaseUnavailableError):
+        await _write(store, "2")
+    assert time.monotonic() - began < 3  # refused connections fail at once, well within the 2 s budget
+    server.start()
+    assert (await store.get_by_id("1")) is not None  # the acknowledged write is there
+    assert await store.get_by_id("2") is None  # the refused one is not
+    await _write(store, "2")
+    assert [p.id for p in (await store.list_peerings("default"))[0]] == ["1", "2"]
+
+
+async def test_a_restart_between_requests_goes_unnoticed(outage_store: tuple[PostgresServer, PostgresStore]) -> None:
+    """Pooled connections the restart cut off are replaced on their next use, for reads and writes."""
+    server, store = outage_store
+    await asyncio.gather(*(store.get_by_id(str(i)) for i in range(4)))  # several pooled connections
+    await _write(store, "1")
+    server.restart()
+    assert await store.get_by_id("1") is not None
+    server.restart()
+    await _write(store, "2")
+    assert await store.current_index() == 3
+
+
+async def test_a_restart_inside_a_transaction_writes_nothing(
+    outage_store: tuple[PostgresServer, PostgresStore],
+) -> None:
+    server, store = outage_store
+
+    async def cut_off() -> None:
+        async with store.transaction() as tx:
+            await tx.save(acceptor("1", "a"))
+            server.restart()  # a fast shutdown: our session (and its open transaction) is gone
+            await tx.save(acceptor("2", "b"))
+
+    with pytest.raises(DatabaseUnavailableError):
+        await cut_off()
+    assert await store.every_peering() == []
+    assert await store.current_index() == 1
+
+
+async def test_unavailable_is_a_503_with_its_text() -> None:
+    app = FastAPI()
+    install(app)
+
+    @app.get("/v1/peerings")
+    async def down() -> None:
+        raise DatabaseUnavailableError()
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        response = await c.get("/v1/peerings")
+    assert (response.status_code, response.text) == (503, "database unavailable")
+    assert response.headers["content-type"].startswith("text/plain")
