@@ -56,21 +56,44 @@ def server_name_for(datacenter: str) -> str:
     return f"server.{datacenter}.consul"
 
 
+def _ca_certificate(ca_pem: str) -> x509.Certificate:
+    """The one certificate of a PEM CA entry (an entry with several would let one fingerprint stand for
+    another certificate that TLS would trust too).
+
+    Raises:
+        ValueError: not exactly one PEM certificate, or not ASCII.
+    """
+    if not ca_pem.isascii() or ca_pem.count("-----BEGIN") != 1:
+        raise ValueError("a CA entry must hold exactly one PEM certificate")
+    return x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
+
+
 def fingerprint(ca_pem: str) -> str:
     """Hex SHA-256 of a PEM certificate's DER: how one cluster recognises another (SPEC §5.6).
 
     Raises:
-        ValueError: not a PEM certificate.
+        ValueError: not exactly one PEM certificate.
     """
-    cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    cert = _ca_certificate(ca_pem)
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def client_ssl_context(ca_pems: Sequence[str]) -> ssl.SSLContext:
-    """A TLS client context that trusts only these CAs and checks the server's name."""
+    """A TLS client context that trusts only these CA certificates and checks the server's name.
+
+    Each certificate is loaded from its parsed DER, so that exactly the certificate that was checked
+    (the one that signed a token) is trusted, whatever else its PEM text holds.
+
+    Raises:
+        ValueError: a CA entry is not one certificate OpenSSL accepts.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cadata="".join(ca_pems))
+    try:
+        for pem in ca_pems:
+            context.load_verify_locations(cadata=_ca_certificate(pem).public_bytes(serialization.Encoding.DER))
+    except ssl.SSLError:
+        raise ValueError("a CA certificate that OpenSSL does not accept") from None
     return context
 
 

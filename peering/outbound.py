@@ -1,35 +1,59 @@
-"""What this cluster sends to its peers (SPEC §6): exchange, heartbeat, terminate, probe."""
+"""What this cluster sends to its peers (SPEC §6): exchange, heartbeat, terminate, probe.
+
+Every answer is decoded against the shape of each field it must carry (sizes and characters), so a
+peer's text can be stored, logged and shown to clients as it is.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from peering import __version__
 from peering.cluster import PROTOCOL_VERSION, Cluster
 from peering.domain import Event, Peering, PeeringState, Role
-from peering.errors import InvalidTransitionError, PeerError, PeerProtocolError, SecretRejectedError
-from peering.peer_client import PeerClient, PeerTarget
+from peering.errors import InvalidRequestError, InvalidTransitionError, PeerError, SecretRejectedError
+from peering.peer_client import InvalidAnswerError, PeerClient, PeerTarget
+from peering.rules import valid_hostname
 from peering.tokens import PeeringToken
 
 log = logging.getLogger("peering.links")
 
 
+def _matching(pattern: str) -> Callable[[str], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: compiled.fullmatch(value) is not None
+
+
+# what each field of an answer must look like
+_FIELDS: dict[str, Callable[[str], bool]] = {
+    "StreamSecret": _matching(r"[\x21-\x7e]{1,128}"),  # printable ASCII: stored, and sent back as proof
+    "Datacenter": _matching(r"[A-Za-z0-9_-]{1,64}"),  # as `--datacenter`
+    "ServerName": valid_hostname,
+    "Version": _matching(r"[\x20-\x7e]{1,64}"),
+    "ProtocolVersion": _matching(r"[0-9]{1,8}"),
+    "Status": _matching(f"{PeeringState.ACTIVE}|{PeeringState.TERMINATED}"),
+}
+_EXCHANGE = ("StreamSecret", "Datacenter", "ServerName", "Version")  # StreamSecret first: see `exchange`
+_PROBE = ("Datacenter", "ServerName", "Version", "ProtocolVersion")
+
+
+def _expect(keys: tuple[str, ...]) -> dict[str, Callable[[str], bool]]:
+    return {key: _FIELDS[key] for key in keys}
+
+
 def target_of(peering: Peering) -> PeerTarget:
-    """Where the other side of a stored peering listens."""
-    return PeerTarget(peering.peer_server_addresses, peering.peer_ca_pems, peering.peer_server_name)
+    """Where the other side of a stored peering listens; TLS trusts only its first CA, which signed the token
+    (on the dialer) or is the dialer's own (on the acceptor)."""
+    return PeerTarget(peering.peer_server_addresses, peering.peer_ca_pems[:1], peering.peer_server_name)
 
 
 def token_target(token: PeeringToken) -> PeerTarget:
-    """Where the acceptor named in a token listens."""
-    return PeerTarget(token.server_addresses, token.ca, token.server_name)
-
-
-def _text(answer: Any, key: str) -> str:
-    value = answer.get(key) if isinstance(answer, dict) else None
-    if not isinstance(value, str):
-        raise PeerProtocolError(f"the peer's answer has no valid {key}")
-    return value
+    """Where the acceptor named in a token listens: TLS must chain to `CA[0]`, the CA that signed the token
+    (another CA in the list does not make a server trusted, SPEC §4)."""
+    return PeerTarget(token.server_addresses, token.ca[:1], token.server_name)
 
 
 class Outbound:
@@ -56,15 +80,39 @@ class Outbound:
     async def exchange(self, token: PeeringToken, partition: str, peering_id: str) -> dict[str, str]:
         """Trade the token's one-time secret for a stream secret; returns the acceptor's answer.
 
+        If the acceptor answered with a valid stream secret but something else in the answer is wrong,
+        the exchange it completed is undone there (`abandon`) before the error is raised.
+
         Raises:
             SecretRejectedError: the secret was unknown, superseded or already used.
             PeerUnreachableError: no address answered within the establish timeout.
             InvalidRequestError: the acceptor refused (e.g. it already peers with this cluster).
             PeerProtocolError: the answer made no sense.
         """
-        keys = ("StreamSecret", "Datacenter", "ServerName", "Version")
-        answer = await self._present_secret("exchange", token, partition, peering_id, keys)
-        return {key: _text(answer, key) for key in keys}
+        try:
+            answer = await self._present_secret("exchange", token, partition, peering_id, _EXCHANGE)
+        except InvalidAnswerError as exc:
+            secret = exc.answer.get("StreamSecret")
+            if isinstance(secret, str) and _FIELDS["StreamSecret"](secret):
+                await self.abandon(token, secret)
+            raise
+        return {key: answer[key] for key in _EXCHANGE}
+
+    async def abandon(self, token: PeeringToken, stream_secret: str) -> None:
+        """Undo an exchange the acceptor completed but this side cannot keep (SPEC §3.2: nothing left
+        behind): the stream secret just received proves the termination, and the acceptor's side turns
+        `TERMINATED`, as if this side had been deleted. Best effort within the establish timeout: a
+        failure is logged (never the secret) and the acceptor's link then turns `FAILING` for lack of
+        heartbeats."""
+        body = {"PeerID": token.peer_id, "StreamSecret": stream_secret}
+        try:
+            await self._peers.call(
+                token_target(token), "terminate", body, within=self._cluster.timings.establish_timeout
+            )
+        except (PeerError, SecretRejectedError, InvalidRequestError) as exc:
+            log.warning("could not undo an exchange on the acceptor: %s", exc.message, extra={"peer_id": token.peer_id})
+            return
+        log.info("undid an exchange on the acceptor", extra={"peer_id": token.peer_id})
 
     async def probe(self, token: PeeringToken, partition: str) -> dict[str, str]:
         """Ask the acceptor whether the token's secret is still good, consuming nothing.
@@ -72,13 +120,12 @@ class Outbound:
         Raises:
             SecretRejectedError, PeerUnreachableError, InvalidRequestError, PeerProtocolError: as `exchange`.
         """
-        keys = ("Datacenter", "ServerName", "Version", "ProtocolVersion")
-        answer = await self._present_secret("probe", token, partition, "", keys)
-        return {key: _text(answer, key) for key in keys}
+        answer = await self._present_secret("probe", token, partition, "", _PROBE)
+        return {key: answer[key] for key in _PROBE}
 
     async def _present_secret(
         self, operation: str, token: PeeringToken, partition: str, peering_id: str, keys: tuple[str, ...]
-    ) -> Any:
+    ) -> dict[str, Any]:
         """Send the token's establishment secret and our identity to the acceptor (exchange or probe)."""
         body = {
             "PeerID": token.peer_id,
@@ -87,7 +134,11 @@ class Outbound:
         }
         try:
             return await self._peers.call(
-                token_target(token), operation, body, within=self._cluster.timings.establish_timeout, expect=keys
+                token_target(token),
+                operation,
+                body,
+                within=self._cluster.timings.establish_timeout,
+                expect=_expect(keys),
             )
         except SecretRejectedError:
             raise SecretRejectedError(
@@ -95,22 +146,34 @@ class Outbound:
             ) from None
 
     async def heartbeat(self, peering: Peering) -> bool:
-        """Send one heartbeat for a dialer peering and record what it means. True if it went through."""
+        """Send one heartbeat for a dialer peering and record what it means. True if it went through.
+
+        The acceptor answers an unknown peering and a wrong secret alike (403, SPEC §6), and only the
+        real acceptor can answer at all (TLS is pinned to its CA): a rejection that lasts the whole
+        heartbeat timeout means the acceptor no longer holds this link (it removed the peering without
+        reaching us, or another dialer replaced us), and this side turns `TERMINATED`. A shorter run of
+        rejections (a replica that has not seen the exchange yet) counts as a failed heartbeat.
+        """
         cluster = self._cluster
         secret = (await cluster.store.secrets(peering.id)).stream_secret or ""
         try:
             answer = await self._peers.call(
-                target_of(peering), "heartbeat", {"PeerID": peering.peer_id, "StreamSecret": secret}, expect=("Status",)
+                target_of(peering),
+                "heartbeat",
+                {"PeerID": peering.peer_id, "StreamSecret": secret},
+                expect=_expect(("Status",)),
             )
-            status = _text(answer, "Status")
-            if status not in (PeeringState.ACTIVE, PeeringState.TERMINATED):
-                raise PeerProtocolError(f"the peer answered heartbeat with an unknown Status {status[:64]!r}")
-        except PeerError as exc:
+        except (PeerError, InvalidRequestError) as exc:  # a 400: the peer does not take our message
             cluster.metrics.heartbeat_sent("failed")
             return await self._heartbeat_failed(peering, exc.message)
         except SecretRejectedError:
             cluster.metrics.heartbeat_sent("rejected")
+            if cluster.tracker.rejected_for(peering.id) >= cluster.timings.heartbeat_timeout:
+                log.warning("the peer no longer knows the link", extra=log_fields(peering))
+                await self.peer_terminated(peering.id)
+                return False
             return await self._heartbeat_failed(peering, "the peer rejected the stream secret")
+        status = answer["Status"]
         cluster.metrics.heartbeat_sent("ok")
         cluster.tracker.heartbeat(peering.id, cluster.now())
         if status == PeeringState.TERMINATED:
@@ -144,7 +207,9 @@ class Outbound:
             log.info("peering terminated by peer", extra=log_fields(saved))
 
     async def terminate(self, peering: Peering) -> bool:
-        """Tell the peer this side was deleted. True once the peer acknowledged it."""
+        """Tell the peer this side was deleted. True once the peer acknowledged it, or said it holds no
+        such link (a 403 from the pinned peer: unknown and wrong secret look alike, and either way there
+        is nothing left there to tell)."""
         secrets = await self._cluster.store.secrets(peering.id)
         # the dialer proves itself with the stream secret; the acceptor, which keeps only its hash, with the hash
         proof = secrets.stream_secret if peering.role is Role.DIALER else secrets.stream_hash
@@ -152,7 +217,10 @@ class Outbound:
             return True  # nothing was ever exchanged: there is nobody to tell
         try:
             await self._peers.call(target_of(peering), "terminate", {"PeerID": peering.peer_id, "StreamSecret": proof})
-        except (PeerError, SecretRejectedError) as exc:
+        except SecretRejectedError:
+            log.debug("the peer holds no such link any more", extra=log_fields(peering))
+            return True
+        except (PeerError, InvalidRequestError) as exc:
             log.debug("could not tell the peer about the deletion: %s", exc.message, extra=log_fields(peering))
             return False
         return True

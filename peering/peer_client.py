@@ -1,18 +1,22 @@
 """Calls to another cluster's peering endpoint: HTTPS pinned to the peer's CA and server name.
 
-Translates every httpx failure into the error tree at this boundary (house style rule 4).
+Translates every httpx failure into the error tree at this boundary (house style rule 4). An answer
+is read as raw bytes up to `MAX_ANSWER_BYTES` while it streams (never decompressed, never buffered
+past the cap), then decoded strictly: whatever a peer sends is an answer or a `PeerError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from peering.errors import InvalidRequestError, PeerProtocolError, PeerUnreachableError, SecretRejectedError
 
@@ -21,7 +25,9 @@ RETRY_PAUSE = 0.15
 MAX_IN_FLIGHT = 64  # calls to peers at once, over all peers: many links cannot open unbounded connections
 MAX_CLIENTS = 256  # pooled clients kept, one per set of pinned CAs (any token brings its own CA: bound them)
 RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy in front of the peer, or a peer over its concurrency limit
+MAX_ANSWER_BYTES = 64 * 1024  # the longest peer answer read (every protocol answer is well under 1 KiB)
 _MAX_PEER_TEXT = 512
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")  # a peer's error text reaches our client: plain ASCII only
 _ACTIONS = {
     "exchange": "exchange peering secret",
     "heartbeat": "send heartbeat",
@@ -74,6 +80,42 @@ class _AddressFailedError(PeerUnreachableError):
         self.lasting = lasting
 
 
+class InvalidAnswerError(PeerProtocolError):
+    """The peer answered 200 with a JSON object that lacks a valid field; `answer` is that object (a
+    dialer may still need a part of it, e.g. to undo an exchange the acceptor completed)."""
+
+    def __init__(self, message: str, answer: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+class _TooLargeError(Exception):
+    """The answer is over the cap."""
+
+
+class _UnusableCaError(Exception):
+    """The pinned CA is not a certificate the TLS stack accepts (it will not change by retrying)."""
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The raw body, refusing more than `cap` bytes before they are buffered.
+
+    Raises:
+        _TooLargeError: the announced or the actual length is over `cap`.
+    """
+    announced = response.headers.get("content-length", "")
+    if len(announced) > 12 or (announced.isdigit() and int(announced) > cap):
+        raise _TooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > cap:
+            raise _TooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class PeerClient:
     """Sends peer-protocol requests, at most `max_in_flight` at once; one keep-alive client per set of pinned
     CAs, at most `max_clients` of them (the least recently used idle one goes first).
@@ -101,8 +143,12 @@ class PeerClient:
     def _using(self, ca_pems: tuple[str, ...]) -> Iterator[httpx.AsyncClient]:
         client = self._clients.pop(ca_pems, None)
         if client is None:
+            try:
+                verify = self._tls_context(ca_pems)
+            except ValueError:
+                raise _UnusableCaError from None
             client = httpx.AsyncClient(
-                verify=self._tls_context(ca_pems),
+                verify=verify,
                 timeout=self._timeout,
                 trust_env=False,  # a proxy from the environment must never sit between two clusters
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
@@ -128,17 +174,20 @@ class PeerClient:
         body: dict[str, Any],
         *,
         within: float = 0.0,
-        expect: Sequence[str] = (),
-    ) -> Any:
+        expect: Mapping[str, Callable[[str], bool]] | None = None,
+        max_answer: int = MAX_ANSWER_BYTES,
+    ) -> dict[str, Any]:
         """POST `body` to the peer's `operation`, trying each address in turn, retrying until `within` s pass
         (no attempt outlives that deadline; with `within=0`, one full attempt per address). The answer must
-        be a JSON object with a string at every key of `expect`.
+        be a JSON object of at most `max_answer` bytes with, at every key of `expect`, a string that the
+        key's check accepts.
 
         Raises:
             PeerUnreachableError: no address answered (refused, timed out, TLS rejected).
             SecretRejectedError: the peer refused the secret (403).
             InvalidRequestError: the peer refused the request as conflicting (400).
-            PeerProtocolError: the peer answered something the protocol does not allow.
+            InvalidAnswerError: the answer is a JSON object without a valid value at a key of `expect`.
+            PeerProtocolError: the peer answered something else the protocol does not allow.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -151,7 +200,7 @@ class PeerClient:
                     break
                 budget = self._timeout if within <= 0 else max(0.0, min(self._timeout, remaining))
                 try:
-                    return await self._post(target, address, operation, body, budget, expect)
+                    return await self._post(target, address, operation, body, budget, expect or {}, max_answer)
                 except _AddressFailedError as exc:
                     failures[address] = exc.message
                     lasting = lasting and exc.lasting
@@ -166,40 +215,39 @@ class PeerClient:
         operation: str,
         body: dict[str, Any],
         budget: float,
-        expect: Sequence[str],
-    ) -> Any:
+        expect: Mapping[str, Callable[[str], bool]],
+        max_answer: int,
+    ) -> dict[str, Any]:
         url = f"https://{address}{PROTOCOL_PREFIX}/{operation}"
         failed = f'failed to {_ACTIONS.get(operation, operation)} through address "{address}"'
         try:
             # httpx's timeout is per phase (a peer trickling its answer resets it): bound the whole attempt too
             async with asyncio.timeout(budget), self._slots:
                 with self._using(target.ca_pems) as client:
-                    response = await client.post(
-                        url, json=body, timeout=budget, extensions={"sni_hostname": target.server_name}
-                    )
+                    async with client.stream(
+                        "POST",
+                        url,
+                        json=body,
+                        timeout=budget,
+                        # raw bytes only: a compressed answer could inflate far past the cap in one chunk
+                        headers={"Accept-Encoding": "identity"},
+                        extensions={"sni_hostname": target.server_name},
+                    ) as response:
+                        status = response.status_code
+                        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                        if encoding != "identity":
+                            raise PeerProtocolError(f"{failed}: the peer answered with a compressed body")
+                        raw = await _read_capped(response, max_answer)
         except TimeoutError:
             raise _AddressFailedError(f"{failed}: i/o timeout", False) from None
+        except _TooLargeError:
+            raise PeerProtocolError(f"{failed}: the peer's answer is over {max_answer} bytes") from None
+        except _UnusableCaError:
+            raise _AddressFailedError(f"{failed}: tls: the peer's CA certificate is not usable", True) from None
         except httpx.HTTPError as exc:
             reason, lasting = _reason(exc)
             raise _AddressFailedError(f"{failed}: {reason}", lasting) from exc
-        status = response.status_code
-        text = response.text[:_MAX_PEER_TEXT]
-        if status == 403:
-            raise SecretRejectedError(text)
-        if status == 400:
-            raise InvalidRequestError(text)
-        if status in RETRY_STATUSES:
-            raise _AddressFailedError(f"{failed}: the peer answered with status {status}", False)
-        if status != 200:
-            raise PeerProtocolError(f"{failed}: the peer answered with status {status}")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise PeerProtocolError(f"{failed}: the peer answered with malformed JSON") from None
-        for key in expect:
-            if not isinstance(answer, dict) or not isinstance(answer.get(key), str):
-                raise PeerProtocolError(f"{failed}: the peer's answer has no valid {key}")
-        return answer
+        return _answer(failed, status, raw, expect)
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
@@ -207,3 +255,27 @@ class PeerClient:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+
+
+def _answer(failed: str, status: int, raw: bytes, expect: Mapping[str, Callable[[str], bool]]) -> dict[str, Any]:
+    """The decoded answer of a peer (see `PeerClient.call`)."""
+    text = _UNPRINTABLE.sub("?", raw[:_MAX_PEER_TEXT].decode("utf-8", errors="replace"))
+    if status == 403:
+        raise SecretRejectedError(text)
+    if status == 400:
+        raise InvalidRequestError(text)
+    if status in RETRY_STATUSES:
+        raise _AddressFailedError(f"{failed}: the peer answered with status {status}", False)
+    if status != 200:
+        raise PeerProtocolError(f"{failed}: the peer answered with status {status}")
+    try:
+        answer = orjson.loads(raw)  # refuses lone surrogates, and nesting past 1024 levels
+    except orjson.JSONDecodeError:
+        raise PeerProtocolError(f"{failed}: the peer answered with malformed JSON") from None
+    if not isinstance(answer, dict):
+        answer = {}
+    for key, valid in expect.items():
+        value = answer.get(key)
+        if not isinstance(value, str) or not valid(value):
+            raise InvalidAnswerError(f"{failed}: the peer's answer has no valid {key}", answer)
+    return answer

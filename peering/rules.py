@@ -90,23 +90,42 @@ def _meta_error(detail: str) -> InvalidRequestError:
 
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
-_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]{2,45})\]")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only, and few: int() of a 5,000-digit string raises
+MAX_ADDRESS_LENGTH = 253 + 1 + 5  # the longest host name, ':', the longest port
+
+
+def valid_hostname(host: str) -> bool:
+    """Whether `host` is a DNS name (letters, digits, `-`, `_`; labels of at most 63; at most 253 in all)."""
+    return len(host) <= 254 and _HOSTNAME.fullmatch(host) is not None  # bounded before the regex runs
 
 
 def check_server_address(address: str) -> str:
     """Return `address` if it is `host:port` with a port in 1..65535 (IPv6 hosts in brackets).
 
+    Total on any string: the length is bounded before anything is parsed, and the address is echoed
+    with control characters and lone surrogates escaped (so the message can always be encoded).
+
     Raises:
         InvalidRequestError: `<addr> is not a valid peering server address`.
     """
-    host, sep, port = address.rpartition(":")
-    valid = bool(sep) and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
-    if valid:
+    host, sep, port = address[: MAX_ADDRESS_LENGTH + 1].rpartition(":")
+    valid = len(address) <= MAX_ADDRESS_LENGTH and bool(sep) and _PORT.fullmatch(port) is not None
+    if valid and 1 <= int(port) <= 65535:
         bracketed = _BRACKETED.fullmatch(host)
-        valid = _is_ipv6(bracketed.group(1)) if bracketed else _HOSTNAME.fullmatch(host) is not None
+        valid = _is_ipv6(bracketed.group(1)) if bracketed else valid_hostname(host)
+    else:
+        valid = False
     if not valid:
-        raise InvalidRequestError(f"{_shown(address)} is not a valid peering server address")
+        raise InvalidRequestError(f"{_escaped(_shown(address))} is not a valid peering server address")
     return address
+
+
+def _escaped(text: str) -> str:
+    """`text` with every unprintable character (controls, lone surrogates) as a `\\uXXXX` escape."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in text)
 
 
 def _is_ipv6(text: str) -> bool:

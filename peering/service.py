@@ -18,6 +18,7 @@ from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
 from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError, PermissionDeniedError
 from peering.identity import fingerprint
+from peering.locks import KeyedLocks
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
 from peering.store.base import Secrets
@@ -81,7 +82,7 @@ class PeeringService:
         self._cluster = cluster
         self._store = cluster.store
         self._outbound = outbound
-        self._name_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._name_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()  # (partition, name) of establishes
         self._lists: dict[str, tuple[list[Peering], int, list[Peering]]] = {}
 
     async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
@@ -164,7 +165,7 @@ class PeeringService:
         """Dial the acceptor named in the token, exchange its one-time secret, and start the link.
 
         Returns once the exchange is done and the first heartbeat was sent; on any failure nothing
-        is stored.
+        is stored, and a failure after the acceptor consumed the secret is undone there too.
 
         Raises:
             InvalidRequestError: bad name, partition, meta or token; role or cluster conflicts.
@@ -172,13 +173,19 @@ class PeeringService:
             PeerError: the acceptor could not be reached or answered badly.
             PermissionDeniedError: the caller lacks `peering:write`.
         """
-        lock = self._name_locks.setdefault((normalize_partition(request.partition), request.name), asyncio.Lock())
         try:
-            async with lock:
+            # validated before anything is keyed by them; the lock goes once nobody holds or awaits it
+            key = (normalize_partition(request.partition), check_peer_name(request.name))
+            async with self._name_locks.hold(key):
                 plan = await self._plan(request, access)
                 peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
                 answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
-                saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+                try:
+                    saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+                except BaseException:
+                    # the acceptor consumed the secret: undo its side too (SPEC §3.2, nothing left behind)
+                    await self._outbound.abandon(plan.token, answer["StreamSecret"])
+                    raise
         except PeeringError as exc:
             self._cluster.metrics.establish(exc.code)
             raise

@@ -9,22 +9,41 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from peering.errors import InvalidRequestError, InvalidTokenError
-from peering.rules import check_server_address
+from peering.rules import MAX_ADDRESS_LENGTH, check_server_address, valid_hostname
 
+MAX_TOKEN_CHARS = 256 * 1024  # far above any real token (8 CAs of 16 KiB, 64 addresses), far below the body cap
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _STRING_FIELDS = ("ServerName", "PeerID", "EstablishmentSecret", "Signature")
-_LIST_FIELDS = ("CA", "ServerAddresses")
+# the longest value of each string field, and (count, length) of each list; the peer protocol takes the
+# same sizes (`api.peer`), so that whatever a token says can be sent on
+_MAX_LENGTH = {
+    "ServerName": 253,
+    "PeerID": 64,
+    "EstablishmentSecret": 128,
+    "Signature": 256,  # a DER ECDSA P-256 signature is at most 72 bytes: 96 base64 characters
+    "Remote.Datacenter": 64,
+    "Remote.Partition": 63,
+}
+_MAX_ITEMS = {"CA": (8, 16384), "ServerAddresses": (64, MAX_ADDRESS_LENGTH)}
+_MAX_DEPTH = 16  # a token nests 2 levels; unknown fields may nest a little, not a thousand times
+_PEER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SECRET = re.compile(r"[\x21-\x7e]{0,128}")  # printable ASCII: sent in JSON, hashed, never shown
+_DATACENTER = re.compile(r"(?:[A-Za-z0-9_-]{1,64})?")  # as `--datacenter`; empty in older tokens
+_PARTITION = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)?")  # a partition name, normalised
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,8 @@ def _fail(reason: str) -> InvalidTokenError:
 
 
 def _base64(raw: str) -> bytes:
+    if len(raw) > MAX_TOKEN_CHARS:
+        raise _fail(f"the token is over {MAX_TOKEN_CHARS} characters")
     text = raw.replace("\r", "").replace("\n", "")
     for position, char in enumerate(text):
         if char not in _B64_ALPHABET and char != "=":
@@ -103,6 +124,8 @@ def _string(fields: Mapping[str, Any], key: str, path: str) -> str:
         return ""
     if not isinstance(value, str):
         raise _type_error(value, path, "string")
+    if len(value) > _MAX_LENGTH[path]:
+        raise _fail(f"PeeringToken.{path} is over {_MAX_LENGTH[path]} characters")
     return value
 
 
@@ -115,33 +138,64 @@ def _strings(fields: Mapping[str, Any], key: str) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise _type_error(item, key, "string")
+    most, longest = _MAX_ITEMS[key]
+    if len(value) > most:
+        raise _fail(f"PeeringToken.{key} has more than {most} entries")
+    if any(len(item) > longest for item in value):
+        raise _fail(f"PeeringToken.{key} has an entry over {longest} characters")
     return tuple(value)
+
+
+def _depth(value: object, limit: int) -> bool:
+    """Whether `value` nests no deeper than `limit` (an unknown field is signed too, and the canonical
+    encoder recurses: a deep one must be refused here, not overflow the stack there)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return True
 
 
 def _parse(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise _fail("unexpected end of JSON input")
     try:
-        fields = json.loads(data.decode("utf-8"))
+        data.decode("utf-8")
     except UnicodeDecodeError:
         raise _fail("invalid UTF-8 in JSON input") from None
-    except RecursionError:
-        raise _fail("exceeded max depth") from None
-    except ValueError as exc:
+    try:
+        # orjson refuses lone surrogates (which no encoder downstream could write) and nesting past 1024
+        fields = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         raise _fail(str(exc)) from None
     if not isinstance(fields, dict):
         raise _fail(f"json: cannot unmarshal {_json_kind(fields)} into Go value of type PeeringToken")
+    if not _depth(fields, _MAX_DEPTH):
+        raise _fail("exceeded max depth")
     return fields
 
 
-def _check_ca(pem: str) -> PublicKeyTypes:
-    """The public key of a CA entry (certificates parse lazily, so the key is loaded here)."""
+def _check_ca(pem: str) -> x509.Certificate:
+    """The certificate of a CA entry: exactly one PEM certificate, which both cryptography and OpenSSL
+    (the TLS stack that will trust it) accept. Certificates parse lazily, so the key is loaded here."""
     if "-----BEGIN" not in pem:
         raise InvalidTokenError("peering token invalid CA: no PEM-encoded data found")
+    if not pem.isascii() or pem.count("-----BEGIN") != 1:
+        raise InvalidTokenError("peering token invalid CA: an entry must hold exactly one PEM certificate")
     try:
-        return x509.load_pem_x509_certificate(pem.encode("utf-8", errors="surrogatepass")).public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+        cert.public_key()
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+            cadata=cert.public_bytes(serialization.Encoding.DER)
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm, ssl.SSLError):
         raise InvalidTokenError("peering token invalid CA: malformed certificate") from None
+    return cert
 
 
 def _verify(key: PublicKeyTypes, fields: Mapping[str, Any], signature: str) -> None:
@@ -150,12 +204,31 @@ def _verify(key: PublicKeyTypes, fields: Mapping[str, Any], signature: str) -> N
         raise invalid
     try:
         key.verify(base64.b64decode(signature, validate=True), signed_payload(fields), ec.ECDSA(hashes.SHA256()))
-    except (binascii.Error, ValueError, InvalidSignature):
+    except (binascii.Error, ValueError, InvalidSignature, RecursionError):
         raise invalid from None
 
 
+def _check_shapes(token: PeeringToken) -> None:
+    """What the dialer will put on the wire, in its store and in its answers must be well-formed: checked
+    before the token is used, so that nothing fails half-way once the acceptor has consumed the secret."""
+    checks = (
+        ("ServerName", valid_hostname(token.server_name)),
+        ("PeerID", _PEER_ID.fullmatch(token.peer_id) is not None),
+        ("EstablishmentSecret", _SECRET.fullmatch(token.establishment_secret) is not None),
+        ("Remote.Datacenter", _DATACENTER.fullmatch(token.remote.datacenter) is not None),
+        ("Remote.Partition", _PARTITION.fullmatch(token.remote.partition) is not None),
+    )
+    for path, valid in checks:
+        if not valid:
+            raise _fail(f"PeeringToken.{path} is not valid")
+
+
 def decode(raw: str) -> PeeringToken:
-    """Decode and verify a token, checking in Consul's order, then the signature with `CA[0]`.
+    """Decode and verify a token, checking in Consul's order, then the shape of every field, then the
+    signature with `CA[0]`.
+
+    Total: any string gives a token or an `InvalidTokenError`; every field is bounded in size before
+    anything parses it.
 
     Raises:
         InvalidTokenError: the token does not decode, is incomplete, or its signature does not verify.
@@ -171,7 +244,7 @@ def decode(raw: str) -> PeeringToken:
     token_remote = TokenRemote(
         _string(remote, "Datacenter", "Remote.Datacenter"), _string(remote, "Partition", "Remote.Partition")
     )
-    ca_keys = [_check_ca(pem) for pem in ca]
+    certificates = [_check_ca(pem) for pem in ca]
     if not addresses:
         raise InvalidTokenError("peering token server addresses value is empty")
     for address in addresses:
@@ -183,7 +256,9 @@ def decode(raw: str) -> PeeringToken:
         raise InvalidTokenError("peering token server name value is empty")
     if not peer_id:
         raise InvalidTokenError("peering token peer ID value is empty")
-    if not ca_keys:
+    if not certificates:
         raise InvalidTokenError("peering token invalid CA: no CA certificate in token")
-    _verify(ca_keys[0], fields, signature)
-    return PeeringToken(ca, addresses, server_name, peer_id, secret, token_remote)
+    token = PeeringToken(ca, addresses, server_name, peer_id, secret, token_remote)
+    _check_shapes(token)
+    _verify(certificates[0].public_key(), fields, signature)
+    return token

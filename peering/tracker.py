@@ -27,6 +27,7 @@ class StreamTracker:
         self._started_at = monotonic()
         self._status: dict[str, StreamStatus] = {}
         self._heard: dict[str, float] = {}  # monotonic time of the last heartbeat
+        self._rejected: dict[str, float] = {}  # monotonic time the current run of rejected heartbeats began
         self.version = 0  # bumped on every change, so views built from the statuses know when to rebuild
 
     def __len__(self) -> int:
@@ -41,6 +42,7 @@ class StreamTracker:
         self._status[peering_id] = StreamStatus(last_heartbeat=at, last_receive=at, last_send=at)
         self.version += 1
         self._heard[peering_id] = self._monotonic()
+        self._rejected.pop(peering_id, None)
 
     def sent(self, peering_id: str, at: datetime) -> None:
         """A message was sent (or attempted) to the peer."""
@@ -56,8 +58,15 @@ class StreamTracker:
         """Seconds since a heartbeat last went through (since the process start if never), monotonic."""
         return self._monotonic() - self._heard.get(peering_id, self._started_at)
 
+    def rejected_for(self, peering_id: str) -> float:
+        """The peer rejected a heartbeat: seconds since the rejections began (0 for the first of a run; a
+        heartbeat that goes through ends the run). Monotonic, and only for known peerings (bounded)."""
+        now = self._monotonic()
+        return now - self._rejected.setdefault(peering_id, now)
+
     def forget(self, peering_id: str) -> None:
         """Drop a removed peering."""
         self._status.pop(peering_id, None)
         self.version += 1
         self._heard.pop(peering_id, None)
+        self._rejected.pop(peering_id, None)

@@ -19,6 +19,7 @@ LAYERS = {
     "acl_input": 1,
     "hcl": 1,
     "notifier": 2,
+    "locks": 2,
     "leadership": 2,
     "tokens": 2,
     "identity": 2,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from peering import tokens
 from peering.errors import InvalidTokenError
 from peering.identity import ClusterIdentity, load_or_create
+from tests.test_token_codec import content
 
 DOCUMENTED = (
     "failed to decode token: ",
@@ -107,6 +108,7 @@ def test_single_character_edits_fail_cleanly(valid: str, position: int, char: st
     i = position % len(valid)
     mutated = valid[:i] + char + valid[i + 1 :]
     outcome = _outcome(mutated)
-    if mutated != valid and isinstance(outcome, tokens.PeeringToken):
-        # base64 has slack in its last character's low bits: the same bytes may decode from two spellings
-        assert base64.b64decode(mutated, validate=False) == base64.b64decode(valid)
+    if isinstance(outcome, tokens.PeeringToken):
+        # base64 has slack bits before its padding (in the token and in its Signature): only an edit of
+        # those, which says the very same thing, may still verify
+        assert content(mutated) == content(valid)

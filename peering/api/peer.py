@@ -2,20 +2,31 @@
 
 Versioned under `/peering/v1/`; authenticated by peering secrets alone (never by ACL tokens);
 excluded from the client API's OpenAPI document. Documented in the README.
+
+Bodies are capped at `MAX_PEER_BODY_BYTES` while they stream (well under the client port's 1 MiB:
+the largest message, an exchange, carries one CA and a few addresses), and every string is bounded.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
-from peering.api.body import json_body
+from peering.api.body import decode_body
 from peering.api.render import json_response
+from peering.errors import InvalidRequestError, RequestTooLargeError
 from peering.inbound import Dialer, PeerEndpoint
+from peering.rules import MAX_ADDRESS_LENGTH
+
+MAX_PEER_BODY_BYTES = 64 * 1024
 
 router = APIRouter(prefix="/peering/v1")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PeerModel(BaseModel):
@@ -31,7 +42,7 @@ class DialerIdentity(PeerModel):
     datacenter: str = Field(alias="Datacenter", max_length=64)
     partition: str = Field(alias="Partition", max_length=64)
     server_name: str = Field(alias="ServerName", max_length=256)
-    addresses: list[str] = Field(alias="Addresses", max_length=16)
+    addresses: list[Annotated[str, Field(max_length=MAX_ADDRESS_LENGTH)]] = Field(alias="Addresses", max_length=16)
 
 
 class SecretRequest(PeerModel):
@@ -43,6 +54,37 @@ class SecretRequest(PeerModel):
 class StreamRequest(PeerModel):
     peer_id: str = Field(alias="PeerID", max_length=64)
     stream_secret: str = Field(alias="StreamSecret", max_length=128)
+
+
+def _too_large() -> RequestTooLargeError:
+    return RequestTooLargeError(f"Request body too large: the limit is {MAX_PEER_BODY_BYTES} bytes")
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refusing more than `MAX_PEER_BODY_BYTES` before it is buffered (announced or streamed)."""
+    announced = request.headers.get("content-length", "")
+    if len(announced) > 12 or (announced.isdigit() and int(announced) > MAX_PEER_BODY_BYTES):
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_PEER_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidRequestError("Body decoding failed: unexpected EOF") from None
+    return b"".join(chunks)
+
+
+def peer_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that yields the peer message decoded as `model`, from a capped body."""
+
+    async def dependency(request: Request) -> M:
+        return decode_body(await _read_capped(request), model)
+
+    return dependency
 
 
 async def _endpoint(request: Request) -> PeerEndpoint:
@@ -66,7 +108,7 @@ def _dialer(identity: DialerIdentity) -> Dialer:
 
 @router.post("/exchange")
 async def exchange(
-    body: Annotated[SecretRequest, Depends(json_body(SecretRequest))], endpoint: EndpointDep
+    body: Annotated[SecretRequest, Depends(peer_body(SecretRequest))], endpoint: EndpointDep
 ) -> Response:
     """Trade a one-time establishment secret for a stream secret."""
     answer = await endpoint.exchange(body.peer_id, body.establishment_secret, _dialer(body.dialer))
@@ -74,7 +116,7 @@ async def exchange(
 
 
 @router.post("/probe")
-async def probe(body: Annotated[SecretRequest, Depends(json_body(SecretRequest))], endpoint: EndpointDep) -> Response:
+async def probe(body: Annotated[SecretRequest, Depends(peer_body(SecretRequest))], endpoint: EndpointDep) -> Response:
     """Say whether an exchange would succeed, consuming nothing."""
     answer = await endpoint.probe(body.peer_id, body.establishment_secret, _dialer(body.dialer))
     return json_response(answer, pretty=False)
@@ -82,7 +124,7 @@ async def probe(body: Annotated[SecretRequest, Depends(json_body(SecretRequest))
 
 @router.post("/heartbeat")
 async def heartbeat(
-    body: Annotated[StreamRequest, Depends(json_body(StreamRequest))], endpoint: EndpointDep
+    body: Annotated[StreamRequest, Depends(peer_body(StreamRequest))], endpoint: EndpointDep
 ) -> Response:
     """A dialer's heartbeat; answers this side's state."""
     status = await endpoint.heartbeat(body.peer_id, body.stream_secret)
@@ -91,7 +133,7 @@ async def heartbeat(
 
 @router.post("/terminate")
 async def terminate(
-    body: Annotated[StreamRequest, Depends(json_body(StreamRequest))], endpoint: EndpointDep
+    body: Annotated[StreamRequest, Depends(peer_body(StreamRequest))], endpoint: EndpointDep
 ) -> Response:
     """The other side deleted the peering."""
     await endpoint.terminate(body.peer_id, body.stream_secret)
