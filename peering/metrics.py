@@ -7,7 +7,8 @@ raw request input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -56,6 +57,9 @@ class Metrics:
         self._healthy = Gauge(
             "peering_healthy", "1 while the peering is ACTIVE, else 0.", ["peer_name", "partition"], registry=r
         )
+        self._blocking = Gauge(
+            "peering_blocking_queries", "Blocking queries waiting for a change right now.", registry=r
+        )
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one client API request (label children are looked up once: `labels()` is slow)."""
@@ -78,6 +82,15 @@ class Metrics:
     def establish(self, result: str) -> None:
         """Count an establish attempt (`ok`, or the error's code)."""
         self._establishes.labels(result).inc()
+
+    @contextmanager
+    def blocking_query(self) -> Iterator[None]:
+        """Count a blocking query as pending while the block runs (also when it is cancelled)."""
+        self._blocking.inc()
+        try:
+            yield
+        finally:
+            self._blocking.dec()
 
     def observe(self, peerings: Iterable[tuple[str, str, str]]) -> None:
         """Set the gauges from every peering's `(name, partition, state)` as of now."""

@@ -1,7 +1,8 @@
 """Wakes blocking queries after a write commits (in-process with SQLite; SPEC §12).
 
 A waiter takes a `watch()` *before* it reads, then waits on it: a write that commits between the
-read and the wait has already fired the watch, so no wake-up is lost.
+read and the wait has already fired the watch, so no wake-up is lost. At shutdown `close()` fires
+every watch for good, so pending blocking queries answer at once (SPEC §2) and new ones do not wait.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ class Notifier(Protocol):
         """Fire every watch taken so far."""
 
     def watch(self) -> Watch:
-        """A watch that fires on the next notification."""
+        """A watch that fires on the next notification (at once after `close()`)."""
+
+    def close(self) -> None:
+        """Fire every watch, now and from now on: the process is shutting down."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called (a waiter that wakes then stops waiting, rather than loop)."""
 
 
 class _EventWatch:
@@ -49,10 +57,21 @@ class LocalNotifier:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._closed = False
 
     def notify(self) -> None:
+        if self._closed:
+            return  # the current event stays set: every watch taken from now on fires at once
         event, self._event = self._event, asyncio.Event()
         event.set()
 
     def watch(self) -> Watch:
         return _EventWatch(self._event)
+
+    def close(self) -> None:
+        self._closed = True
+        self._event.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

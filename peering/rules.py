@@ -45,7 +45,8 @@ def normalize_partition(partition: str | None) -> str:
     """
     if not partition:
         return DEFAULT_PARTITION
-    lowered = partition.lower()
+    # ASCII only, checked before lower(): the Kelvin sign `\u212a` lowers to `k` and must not pass for it
+    lowered = partition.lower() if partition.isascii() else ""
     if _LABEL.fullmatch(lowered) is None:
         raise InvalidRequestError(
             f"{_shown(partition)} is not a valid partition name: a valid partition name must consist of "
@@ -71,16 +72,22 @@ def check_meta(meta: Mapping[str, str] | None) -> dict[str, str]:
     return dict(meta)
 
 
+def _utf8_length(text: str) -> int:
+    """Length in UTF-8 bytes, as Go's `len` counts a string (a lone surrogate as the 3 bytes Go would have)."""
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
 def _meta_pair_problem(key: str, value: str) -> str | None:
+    # lengths in bytes, as Consul counts them (its messages say characters)
     if key == "":
         return "Key cannot be blank"
-    if len(key) > 128:
+    if _utf8_length(key) > 128:
         return "Key is too long (limit: 128 characters)"
     if _META_KEY.fullmatch(key) is None:
         return "Key contains invalid characters"
     if key.startswith("consul-"):
         return "Key prefix 'consul-' is reserved for internal use"
-    if len(value) > _MAX_META_VALUE:
+    if _utf8_length(value) > _MAX_META_VALUE:
         return f"Value is too long (limit: {_MAX_META_VALUE} characters)"
     return None
 

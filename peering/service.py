@@ -264,7 +264,8 @@ class PeeringService:
         await access.require("peering", Level.READ)
 
         async def snapshot() -> tuple[Peering | None, int]:
-            peering = await self._store.get(part, name)
+            # names are ASCII: a non-ASCII one names nothing (and must not fold onto one, as `\u212a` onto `k`)
+            peering = await self._store.get(part, name) if name.isascii() else None
             if peering is not None:
                 return peering, peering.modify_index
             return None, await self._store.partition_index(part)
@@ -311,17 +312,21 @@ class PeeringService:
     async def _blocking(
         self, snapshot: Callable[[], Awaitable[tuple[T, int]]], min_index: int, wait: float
     ) -> tuple[T, int]:
-        """Answer at once, or, for a blocking query, once the data's index passes `min_index`."""
-        loop = asyncio.get_running_loop()
+        """Answer at once, or, for a blocking query, once the data's index passes `min_index`, the wait
+        ends or the notifier is closed (shutdown: answer with what there is, as if the wait had ended)."""
+        notifier, loop = self._cluster.notifier, asyncio.get_running_loop()
         deadline = loop.time() + min(wait, MAX_WAIT)
-        while True:
-            watch = self._cluster.notifier.watch()  # taken before reading, so no write slips between
-            result = await snapshot()
-            remaining = deadline - loop.time()
-            if min_index <= 0 or result[1] > min_index or remaining <= 0:
-                return result
-            if not await watch.wait(remaining):
-                return await snapshot()
+        watch = notifier.watch()  # taken before reading, so no write slips between
+        result = await snapshot()
+        if min_index <= 0 or result[1] > min_index or wait <= 0 or notifier.closed:
+            return result
+        with self._cluster.metrics.blocking_query():  # cancelled (the client left): the gauge drops too
+            while await watch.wait(deadline - loop.time()) and not notifier.closed:
+                watch = notifier.watch()
+                result = await snapshot()
+                if result[1] > min_index:
+                    return result
+            return await snapshot()
 
     async def delete(self, partition: str | None, name: str, *, access: Access = ALLOW_ALL) -> None:
         """Mark a peering `TERMINATED` with `DeletedAt`, and schedule its removal. Unknown names are fine.
@@ -334,7 +339,7 @@ class PeeringService:
         await access.require("peering", Level.WRITE)
         now = self._cluster.now()
         async with self._cluster.write() as tx:
-            existing = await tx.get(part, name)
+            existing = await tx.get(part, name) if name.isascii() else None  # as in `read`
             if existing is None or existing.is_deleted:
                 return
             state = transition(existing.role, existing.state, Event.DELETED)
@@ -362,6 +367,11 @@ class PeeringService:
         for peering in due:
             await self.remove(peering)
         return len(due)
+
+    @property
+    def datacenter(self) -> str:
+        """This cluster's datacenter (the only one a request may name in `?dc=`)."""
+        return self._cluster.identity.datacenter
 
     async def current_index(self) -> int:
         """The index of the last committed write."""

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from peering.api.deps import AccessDep, ServiceDep
 from peering.api.errors import error_responses
+from peering.api.query import SupportedQuery
 from peering.api.render import json_response, read_headers, rfc3339
 from peering.errors import InvalidRequestError
 from peering.metrics import CONTENT_TYPE, Metrics
 
-router = APIRouter(prefix="/v1/agent", tags=["operations"])
+router = APIRouter(prefix="/v1/agent", tags=["operations"], dependencies=[SupportedQuery])
 
 
 async def get_metrics(request: Request) -> Metrics:

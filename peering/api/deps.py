@@ -6,13 +6,27 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from peering.acl import AclService
 from peering.acl_model import Access
 from peering.api.render import PeeringBytes
 from peering.service import PeeringService
 
-_QUERY = APIKeyQuery(name="token", auto_error=False, description="ACL token (first choice).")
+
+class _FirstQueryKey(APIKeyQuery):
+    """`?token=` as Consul reads it: the first value when it is given more than once (Go's `Query().Get`;
+    Starlette's `query_params.get` gives the last), so a second `token` appended to a URL cannot override it."""
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        values = request.query_params.getlist(self.model.name)
+        return self.check_api_key(values[0] if values else None)
+
+
+# the scheme keeps its documented name (the class name would be the default)
+_QUERY = _FirstQueryKey(
+    name="token", scheme_name="APIKeyQuery", auto_error=False, description="ACL token (first choice)."
+)
 _HEADER = APIKeyHeader(name="X-Consul-Token", auto_error=False, description="ACL token (second choice).")
 _BEARER = HTTPBearer(auto_error=False, description="ACL token as `Authorization: Bearer` (third choice).")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from peering.api.body import body_openapi, json_body
 from peering.api.deps import AccessDep, EncodedDep, ServiceDep
 from peering.api.errors import error_responses
-from peering.api.query import ReadOptionsDep, WriteOptionsDep
+from peering.api.query import ReadOptionsDep, SupportedQuery, WriteOptionsDep, unless_abandoned
 from peering.api.render import bytes_response, json_response, read_headers
 from peering.api.schemas import (
     CheckResponse,
@@ -23,7 +23,7 @@ from peering.errors import InvalidRequestError
 from peering.service import CheckResult, TokenRequest
 from peering.service import EstablishRequest as EstablishCommand
 
-router = APIRouter(prefix="/v1", tags=["peering"])
+router = APIRouter(prefix="/v1", tags=["peering"], dependencies=[SupportedQuery])
 
 GenerateTokenBody = Annotated[GenerateTokenRequest, Depends(json_body(GenerateTokenRequest))]
 EstablishBody = Annotated[EstablishRequest, Depends(json_body(EstablishRequest))]
@@ -123,10 +123,13 @@ async def generate_token(
     responses=error_responses(400, 403, 404),
 )
 async def read_peering(
-    name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
+    request: Request, name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
 ) -> Response:
     """Read one peering by name (case-insensitive). Supports blocking queries with `index` and `wait`."""
-    peering = await service.read(options.partition, name, min_index=options.index, wait=options.wait, access=access)
+    call = service.read(options.partition, name, min_index=options.index, wait=options.wait, access=access)
+    peering = await unless_abandoned(request, call) if options.index else await call
+    if isinstance(peering, Response):
+        return peering  # the client left while it waited
     return bytes_response(encoded.one(peering), pretty=options.pretty, headers=read_headers(peering.modify_index))
 
 
@@ -165,10 +168,12 @@ async def delete_without_name() -> Response:
     responses=error_responses(400, 403),
 )
 async def list_peerings(
-    options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
+    request: Request, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
 ) -> Response:
     """List the peerings of a partition, sorted by name, every state included. Supports blocking queries."""
-    peerings, index = await service.list_peerings(
-        options.partition, min_index=options.index, wait=options.wait, access=access
-    )
+    call = service.list_peerings(options.partition, min_index=options.index, wait=options.wait, access=access)
+    listed = await unless_abandoned(request, call) if options.index else await call
+    if isinstance(listed, Response):
+        return listed  # the client left while it waited
+    peerings, index = listed
     return bytes_response(encoded.many(peerings), pretty=options.pretty, headers=read_headers(index))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from peering.api.deps import ServiceDep
+from peering.api.query import SupportedQuery
 from peering.api.render import json_response, read_headers
 
-router = APIRouter(prefix="/v1/status", tags=["status"])
+router = APIRouter(prefix="/v1/status", tags=["status"], dependencies=[SupportedQuery])
 
 
 @router.get("/leader", operation_id="statusLeader", summary="Health: the leader's address", response_model=str)

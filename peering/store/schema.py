@@ -100,4 +100,10 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
     END;
     """,
+    # 4: the counter starts at 1, so that the first write gets 2: an empty result answers the floor index 1,
+    #    and a watcher blocking on it must see the first write as a change. A database that was written to
+    #    already handed out indexes of 1 and up, and every later write is above them: it stays as it is.
+    """
+    UPDATE counter SET value = 1 WHERE id = 1 AND value = 0;
+    """,
 )
