@@ -188,19 +188,33 @@ async def test_no_trailing_slash_redirect_and_no_token_echo(client: httpx.AsyncC
         assert "abc" not in str(response.headers)
 
 
+def _blocking_gauge(runtime: Runtime) -> float:
+    return float(next(s["Value"] for s in runtime.cluster.metrics.samples() if s["Name"] == "peering_blocking_queries"))
+
+
+async def _until_pending(runtime: Runtime, count: int = 1) -> None:
+    """Until `count` blocking queries wait (the gauge rises as a wait starts; bounded)."""
+    for _ in range(500):
+        if _blocking_gauge(runtime) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} blocking queries never pending")
+
+
 async def test_close_answers_a_pending_blocking_query_at_once_with_data(runtime: Runtime) -> None:
     """Shutdown (SPEC §2): `notifier.close()` ends every wait; the query answers with its current snapshot."""
     service = runtime.service
     await service.generate_token(TokenRequest("present"))
     _, index = await service.list_peerings(None)
     pending = asyncio.create_task(service.list_peerings(None, min_index=index, wait=300))
-    await asyncio.sleep(0.05)
+    await _until_pending(runtime)
     assert not pending.done()
     started = time.monotonic()
     runtime.cluster.notifier.close()
     peerings, answered = await asyncio.wait_for(pending, 2)
     assert time.monotonic() - started < 0.5
     assert ([p.name for p in peerings], answered) == (["present"], index)
+    assert _blocking_gauge(runtime) == 0
     # a query that starts after close() does not wait either, for a read as for a list
     late = await asyncio.wait_for(service.read(None, "present", min_index=index, wait=300), 1)
     assert late.name == "present"
@@ -218,13 +232,15 @@ async def test_a_closed_notifier_fires_every_watch_taken_before_and_after() -> N
     assert await asyncio.wait_for(notifier.watch().wait(300), 1) is True
 
 
-async def test_a_fresh_clusters_empty_list_index_is_passed_by_the_first_write(client: httpx.AsyncClient) -> None:
+async def test_a_fresh_clusters_empty_list_index_is_passed_by_the_first_write(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     """A watcher that blocks on the empty list's index sees the first peering at once (issue 12.8)."""
     empty = await client.get("/v1/peerings")
     index = int(empty.headers["X-Consul-Index"])
     assert empty.json() == []
     waiting = asyncio.create_task(client.get(f"/v1/peerings?index={index}&wait=60s"))
-    await asyncio.sleep(0.05)
+    await _until_pending(runtime)
     assert not waiting.done()
     await generate(client)
     response = await asyncio.wait_for(waiting, 2)
@@ -232,10 +248,6 @@ async def test_a_fresh_clusters_empty_list_index_is_passed_by_the_first_write(cl
     assert int(response.headers["X-Consul-Index"]) > index
     read = await client.get("/v1/peering/cluster-02")
     assert read.json()["CreateIndex"] == read.json()["ModifyIndex"] > index
-
-
-def _blocking_gauge(runtime: Runtime) -> float:
-    return float(next(s["Value"] for s in runtime.cluster.metrics.samples() if s["Name"] == "peering_blocking_queries"))
 
 
 async def test_a_disconnect_cancels_the_blocking_query_in_process(runtime: Runtime) -> None:
@@ -260,11 +272,7 @@ async def test_a_disconnect_cancels_the_blocking_query_in_process(runtime: Runti
         "root_path": "", "headers": [(b"host", b"test")], "client": ("127.0.0.1", 5), "server": ("test", 80),
     }  # fmt: skip
     request = asyncio.create_task(app(scope, receive, send))  # type: ignore[arg-type]
-    for _ in range(200):
-        if _blocking_gauge(runtime) == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert _blocking_gauge(runtime) == 1
+    await _until_pending(runtime)
     left.set()
     await asyncio.wait_for(request, 2)
     assert _blocking_gauge(runtime) == 0
