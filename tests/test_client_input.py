@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from peering.app import Runtime, create_app, open_runtime
 from peering.notifier import LocalNotifier
 from peering.service import TokenRequest
 from peering.settings import Settings
+from peering.store.schema import MIGRATIONS
+from peering.store.sqlite import SqliteStore
 from tests.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.anyio
@@ -186,6 +189,26 @@ async def test_no_trailing_slash_redirect_and_no_token_echo(client: httpx.AsyncC
         assert (response.status_code, response.text) == (status, text), path
         assert "location" not in response.headers
         assert "abc" not in str(response.headers)
+
+
+@pytest.mark.parametrize(("counter", "first_write"), [(0, 2), (1, 2), (7, 8)])
+async def test_the_migration_moves_only_an_unused_counter(tmp_path: Path, counter: int, first_write: int) -> None:
+    """A database from before schema 4: never written (counter 0) it starts at 1 like a new one; written
+    to, it keeps its counter, whose next index is above every index it handed out."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:3]:
+            conn.executescript(script)
+        conn.execute("UPDATE counter SET value = ?", (counter,))
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.current_index() == max(1, counter)
+        async with store.transaction() as tx:
+            assert await tx.bump() == first_write
+    finally:
+        await store.close()
 
 
 def _blocking_gauge(runtime: Runtime) -> float:
