@@ -81,7 +81,7 @@ def _rules(document: Object, scope: str | None) -> Rules:
     allowed_scopes = _SCOPES.get(scope, ()) if scope else tuple(_SCOPES)
     for resource, value in document.items:
         if resource in SIMPLE:
-            levels[resource] = _level(resource, value, with_list=False)
+            levels[resource] = _level(f"{resource} policy", value, with_list=False)
         elif resource in _NAMED:
             named.extend(_named(resource, value))
         elif resource in allowed_scopes:
@@ -103,7 +103,7 @@ def _level(what: str, value: Value, *, with_list: bool) -> Level:
     except ValueError:
         level = None
     if level is None or (level is Level.LIST and not with_list):
-        raise _fail(f"invalid {what} policy {_shown(value)}: {_LEVELS_WITH_LIST if with_list else _LEVELS}")
+        raise _fail(f"invalid {what} {_shown(value)}: {_LEVELS_WITH_LIST if with_list else _LEVELS}")
     return level
 
 
@@ -135,7 +135,8 @@ def _named(resource: str, value: Value) -> list[NamedRule]:
         fields: dict[str, Level] = {}
         for key, inner in body.items:
             if key == "policy" or (key == "intentions" and resource in _WITH_INTENTIONS):
-                fields[key] = _level(f"{resource} {key}", inner, with_list=key == "policy" and resource in _WITH_LIST)
+                with_list = key == "policy" and resource in _WITH_LIST
+                fields[key] = _level(f"{resource} {_shown(name)} {key}", inner, with_list=with_list)
             else:
                 raise _fail(f"unknown field {_shown(key)} in {resource} {_shown(name)}")
         if "policy" not in fields:
@@ -148,7 +149,7 @@ def _scoped(resource: str, value: Value) -> list[ScopeRule]:
     scopes = []
     for name, body in _blocks(resource, value):
         own = {
-            key: _level(f"{resource} {key}", inner, with_list=False)
+            key: _level(f"{resource} {_shown(name)} {key}", inner, with_list=False)
             for key, inner in body.items
             if key in ("policy", "intentions")
         }

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 MAX_DEPTH = 16
-MAX_TOKENS = 16_384  # a 64 KiB policy of 1,500 `service "…" { policy = "read" }` blocks has ~11,000
+MAX_TOKENS = 12_288  # 64 KiB of `service "s0001" { policy = "read" }` blocks (1,700 of them) has 12,000
 _MAX_LABELS = 4  # `partition "p" { … }` has one; Consul's rules never need more
 _MAX_NUMBER = 32  # characters: far beyond any real value, far below int()'s digit limit
 
 Value: TypeAlias = "str | int | float | bool | list[Value] | Object"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, and there can be thousands
 class Object:
     """An HCL block or JSON object: its pairs in order, duplicate keys kept."""
 

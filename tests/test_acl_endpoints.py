@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from peering.api.render import rfc3339
 from peering.app import create_app, open_runtime
 from peering.settings import Settings
 from tests.test_acl import ANONYMOUS, MANAGEMENT_SECRET, Acl, _acl_cluster
@@ -16,6 +18,7 @@ from tests.test_acl import ANONYMOUS, MANAGEMENT_SECRET, Acl, _acl_cluster
 pytestmark = pytest.mark.anyio
 
 MANAGEMENT_POLICY = "00000000-0000-0000-0000-000000000001"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @pytest.fixture
@@ -238,3 +241,98 @@ async def test_the_anonymous_token_can_be_given_policies(acl: Acl) -> None:
     async with acl.client(**{"X-Consul-Token": MANAGEMENT_SECRET}) as client:
         deleted = await client.delete(path)
     assert (deleted.status_code, deleted.text) == (400, "Delete operation not permitted on the anonymous token")
+
+
+# -- what Consul's official Go client sends (issue 12.1, 12.2)
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _go_token(**fields: object) -> dict[str, object]:
+    """A token body as `api.ACL().TokenCreate` marshals an `api.ACLToken`: zero values included."""
+    return {
+        "CreateIndex": 0, "ModifyIndex": 0, "AccessorID": "", "SecretID": "", "Description": "",
+        "Local": False, "CreateTime": GO_ZERO_TIME, **fields,
+    }  # fmt: skip
+
+
+async def test_the_go_clients_token_create_generates_both_ids(acl: Acl) -> None:
+    """Empty `AccessorID` and `SecretID` mean "generate one" (Consul's docs; the Go client always sends them)."""
+    policy = await acl.policy("w", 'peering = "write"')
+    created = await acl.management(
+        "PUT", "/v1/acl/token", _go_token(Description="ci", Policies=[{"ID": policy["ID"], "Name": ""}])
+    )
+    assert re.fullmatch(UUID, created["AccessorID"])
+    assert re.fullmatch(UUID, created["SecretID"])
+    assert created["Policies"] == [{"ID": policy["ID"], "Name": "w"}]
+    async with acl.client(**{"X-Consul-Token": created["SecretID"]}) as client:
+        assert (await client.get("/v1/peerings")).status_code == 200
+
+
+async def test_the_go_clients_token_update_keeps_the_secret(acl: Acl) -> None:
+    """`TokenUpdate` sends back what it read: no or empty `SecretID`, the same `AccessorID` and `ExpirationTime`
+    are accepted and change nothing; only a different value is refused, as in Consul."""
+    await acl.policy("w", 'peering = "write"')
+    token = await acl.token("w", ExpirationTTL="1h")
+    path = f"/v1/acl/token/{token['AccessorID']}"
+    read = await acl.management("GET", path)
+    async with acl.client(**{"X-Consul-Token": MANAGEMENT_SECRET}) as client:
+        echoed = await client.put(path, json={**_go_token(), **read, "Description": "renamed"})
+        without = await client.put(path, json={"Description": "no secret", "Policies": [{"Name": "w"}]})
+        same = await client.put(path, json={"SecretID": token["SecretID"], "Policies": [{"Name": "w"}]})
+        other_secret = await client.put(path, json={"SecretID": "11111111-1111-4111-8111-111111111111"})
+        other_accessor = await client.put(path, json={"AccessorID": "11111111-1111-4111-8111-111111111111"})
+        other_expiry = await client.put(path, json={"ExpirationTime": "2031-01-01T00:00:00Z"})
+    assert echoed.status_code == without.status_code == same.status_code == 200, echoed.text
+    assert echoed.json()["Description"] == "renamed"
+    assert echoed.json()["ExpirationTime"] == token["ExpirationTime"]
+    assert (other_secret.status_code, other_secret.text) == (400, "Cannot change a token's SecretID")
+    assert (other_accessor.status_code, other_accessor.text) == (
+        400,
+        "Token Accessor ID in URL and payload do not match",
+    )
+    assert (other_expiry.status_code, other_expiry.text) == (400, "Cannot change expiration time")
+    async with acl.client(**{"X-Consul-Token": token["SecretID"]}) as client:
+        assert (await client.get("/v1/peerings")).status_code == 200  # the secret still works
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [(3_600_000_000_000, timedelta(hours=1)), ("1h30m", timedelta(minutes=90)), (1, timedelta(microseconds=1))],
+)
+async def test_expiration_ttl_is_a_duration_or_integer_nanoseconds(acl: Acl, ttl: object, expected: timedelta) -> None:
+    """Go sends a `time.Duration` as integer nanoseconds; a string such as `1h30m` works too."""
+    created = await acl.management("PUT", "/v1/acl/token", _go_token(ExpirationTTL=ttl))
+    assert created["ExpirationTime"] == rfc3339(acl.clock.now + expected)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"ExpirationTTL": "99999999999h"}, "over the longest duration, 2562047h47m16.854775807s"),
+        ({"ExpirationTTL": 2**63}, "over the longest duration"),
+        ({"ExpirationTTL": 10**30}, "integer number of nanoseconds"),  # a float once decoded, as in Go: refused
+        ({"ExpirationTTL": 1e30}, "integer number of nanoseconds"),
+        ({"ExpirationTTL": -5}, "Token Expiration TTL must be positive"),
+        ({"ExpirationTTL": "-1h"}, "Token Expiration TTL must be positive"),
+        ({"ExpirationTTL": "٣s"}, "not a duration"),
+        ({"ExpirationTTL": "1" * 5000 + "s"}, "not a duration"),
+        ({"ExpirationTTL": True}, "Body decoding failed"),
+        ({"ExpirationTime": "9999-12-31T23:59:59Z"}, "ExpirationTime is too far in the future"),
+        ({"ExpirationTime": "9999-12-31T23:59:59-01:00"}, "not a valid time"),
+        ({"ExpirationTime": "0001-01-01T00:00:00Z"}, "ExpirationTime cannot be in the past"),
+        ({"ExpirationTime": "2026-02-31T00:00:00Z"}, "not a valid time"),
+        ({"ExpirationTime": "2026-01-02T00:00:00"}, "not an RFC 3339 time"),
+        ({"ExpirationTime": "٢٠٣٠-01-01T00:00:00Z"}, "not an RFC 3339 time"),
+        ({"ExpirationTime": "2" * 5000}, "not an RFC 3339 time"),
+    ],
+)
+async def test_durations_and_times_are_bounded_before_arithmetic(
+    acl: Acl, body: dict[str, object], message: str
+) -> None:
+    """Huge TTLs and far-future or impossible times are a 400 naming the problem, never an overflow (500)."""
+    async with acl.client(**{"X-Consul-Token": MANAGEMENT_SECRET}) as client:
+        response = await client.put("/v1/acl/token", json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.text
+    assert len(response.text) < 300

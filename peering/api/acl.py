@@ -54,11 +54,13 @@ class TokenRequest(_Echoed):
     policies: list[PolicyLinkRequest] | None = None
     local: bool | None = None
     expiration_time: str | None = Field(default=None, description="RFC 3339 time after which the token stops working.")
+    # a float is accepted only to be refused with a message saying why (`1e30` is one once decoded)
     expiration_ttl: str | int | float | None = Field(
         default=None,
         alias="ExpirationTTL",
         description="A Go duration such as `1h30m`, or integer nanoseconds (as Go sends a `time.Duration`); "
         "any positive duration up to Go's longest (about 292 years).",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
     )
     allowed_cidrs: list[str] | None = Field(
         default=None, alias="AllowedCIDRs", description="Source addresses allowed to use it."
