@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from peering.errors import InvalidRequestError, InvalidTokenError
-from peering.rules import MAX_ADDRESS_LENGTH, check_server_address, valid_hostname
+from peering.rules import check_server_address, valid_hostname
 
 MAX_TOKEN_CHARS = 256 * 1024  # far above any real token (8 CAs of 16 KiB, 64 addresses), far below the body cap
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
@@ -38,7 +38,8 @@ _MAX_LENGTH = {
     "Remote.Datacenter": 64,
     "Remote.Partition": 63,
 }
-_MAX_ITEMS = {"CA": (8, 16384), "ServerAddresses": (64, MAX_ADDRESS_LENGTH)}
+# an address of any length is cut short by `check_server_address`, which says "<addr> is not a valid …"
+_MAX_ITEMS = {"CA": (8, 16384), "ServerAddresses": (64, MAX_TOKEN_CHARS)}
 _MAX_DEPTH = 16  # a token nests 2 levels; unknown fields may nest a little, not a thousand times
 _PEER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SECRET = re.compile(r"[\x21-\x7e]{0,128}")  # printable ASCII: sent in JSON, hashed, never shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +13,25 @@ from pathlib import Path
 HANG_LIMIT = 30.0  # seconds a held answer waits at most for `release()` (the fake is closed long before)
 
 
+PADDING_CHUNK = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Reply:
     """One canned answer: an HTTP status and a body; `hang` holds it until `FakePeer.release()`;
-    `trickle` sends it one byte every `trickle` s (a peer that keeps each read alive but never finishes)."""
+    `trickle` sends it one byte every `trickle` s (a peer that keeps each read alive but never finishes);
+    `padding` bytes of filler follow the body, made as they are sent (a 300 MB answer costs the fake
+    nothing), announced in Content-Length or, with `chunked`, sent chunked without a length; `headers`
+    are added to the answer's head."""
 
     status: int = 200
     body: bytes = b"{}"
     content_type: str = "application/json"
     hang: bool = False
     trickle: float = 0.0
+    padding: int = 0
+    chunked: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class FakePeer:
@@ -34,6 +43,8 @@ class FakePeer:
         self.queue: list[Reply] = []
         self.tasks: set[asyncio.Task[object]] = set()
         self.paths: list[str] = []
+        self.bodies: list[bytes] = []  # the request bodies, in the order of `paths`
+        self.sent = 0  # bytes of answers (head and body) written so far
         self.address = ""
         self.in_flight = 0  # requests received and not yet answered
         self.most_in_flight = 0
@@ -65,11 +76,12 @@ class FakePeer:
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value.strip())
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
             reply = self.queue.pop(0) if self.queue else self.reply
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             async with self._changed:
+                self.bodies.append(body)
                 self.paths.append(lines[0].split(" ")[1])
                 self._changed.notify_all()
             try:
@@ -78,17 +90,20 @@ class FakePeer:
                         await self._released.wait()
             finally:
                 self.in_flight -= 1
-            answer = (
-                f"HTTP/1.1 {reply.status} X\r\nContent-Type: {reply.content_type}\r\n"
-                f"Content-Length: {len(reply.body)}\r\nConnection: close\r\n\r\n".encode()
-                + reply.body
+            framing = (
+                "Transfer-Encoding: chunked" if reply.chunked else f"Content-Length: {len(reply.body) + reply.padding}"
             )
+            extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
+            head = f"HTTP/1.1 {reply.status} X\r\nContent-Type: {reply.content_type}\r\n{framing}\r\n{extra}"
+            answer = f"{head}Connection: close\r\n\r\n".encode() + (b"" if reply.chunked else reply.body)
             if not reply.trickle:
-                writer.write(answer)
+                self._write(writer, answer)
             for byte in answer if reply.trickle else b"":
                 await asyncio.sleep(reply.trickle)  # the fault itself: a peer this slow
-                writer.write(bytes([byte]))
+                self._write(writer, bytes([byte]))
                 await writer.drain()
+            if reply.chunked or reply.padding:
+                await self._send_body(writer, reply)
             await writer.drain()
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
             pass  # the dialer gave up, or sent something this fake does not parse: just hang up
@@ -97,6 +112,28 @@ class FakePeer:
             writer.close()
             with suppress(OSError, ssl.SSLError):
                 await writer.wait_closed()
+
+    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        self.sent += len(data)
+
+    async def _send_body(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        """The body (when chunked) and the padding, a piece at a time, each once the reader took the last."""
+
+        def pieces() -> Iterator[bytes]:
+            if reply.chunked and reply.body:
+                yield reply.body
+            left = reply.padding
+            while left > 0:
+                size = min(PADDING_CHUNK, left)
+                left -= size
+                yield b" " * size  # whitespace: a padded JSON answer is still JSON
+
+        for piece in pieces():
+            self._write(writer, f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if reply.chunked else piece)
+            await writer.drain()
+        if reply.chunked:
+            self._write(writer, b"0\r\n\r\n")
 
 
 @asynccontextmanager

@@ -111,7 +111,7 @@ async def test_an_acceptor_down_during_establish_is_a_502_and_the_token_works_on
 
 async def test_a_peer_answering_garbage_is_a_502_that_stores_nothing(tmp_path: Path) -> None:
     """A peer with the acceptor's own certificate that answers non-JSON, a JSON array, an object without a
-    valid StreamSecret or an HTTP 500 makes establish a 502 naming the address and what was wrong, at once,
+    valid StreamSecret, a lone surrogate or an HTTP 500 makes establish a 502 naming the address and what was wrong, at once,
     storing nothing, and check says IsValid false; a 503 (a busy peer) is retried within the bound."""
     cases = [
         (Reply(body=b"<html>hi</html>", content_type="text/html"), "the peer answered with malformed JSON", None),
@@ -127,6 +127,11 @@ async def test_a_peer_answering_garbage_is_a_502_that_stores_nothing(tmp_path: P
             "the peer's answer has no valid ProtocolVersion",
         ),
         (Reply(status=500, body=b"boom", content_type="text/plain"), "the peer answered with status 500", None),
+        (  # a lone surrogate, which no encoder downstream could write: refused with the JSON
+            Reply(body=b'{"StreamSecret": "\\ud800", "Datacenter": "dc1", "ServerName": "s", "Version": "1"}'),
+            "the peer answered with malformed JSON",
+            None,
+        ),
     ]
     async with clusters(tmp_path) as (a, b):
         for reply, reason, probe_reason in cases:

@@ -278,6 +278,7 @@ async def test_racing_establishes_with_one_token(tmp_path: Path) -> None:
             group.start_soon(one)
         assert sorted(results) == [200, 403]
         assert [p["Name"] for p in (await b.api.get("/v1/peerings")).json()] == ["cluster-a"]
+        assert len(b.runtime.service._name_locks) == 0  # the lock went with its last user
 
 
 async def test_shutdown_does_not_wait_for_an_idle_peer_connection(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from peering import tokens
 from peering.errors import InvalidTokenError
-from peering.identity import ClusterIdentity, load_or_create
+from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_FIELDS = {
@@ -243,3 +243,79 @@ def test_decode_is_total_on_random_and_mutated_input(ident: ClusterIdentity) -> 
         except InvalidTokenError:
             pass
     assert accepted == 0
+
+
+def resigned(ident: ClusterIdentity, **changes: object) -> str:
+    """A token whose JSON fields are changed and then signed again by `ident` (so that only the change is
+    wrong): values no encoder of ours would write, as an attacker with a CA of its own writes them. A
+    changed `Signature` is kept as given."""
+    fields = json.loads(base64.b64decode(make(ident)))
+    fields.update(changes)
+    if "Signature" not in changes:
+        fields["Signature"] = base64.b64encode(ident.sign(tokens.signed_payload(fields))).decode()
+    return base64.b64encode(json.dumps(fields).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"ServerAddresses": ["h:" + "9" * 5000]}, "h:99999"),  # the address, cut short, is "not a valid …"
+        ({"ServerAddresses": ["\ud800:1"]}, "failed to decode token: "),
+        ({"ServerAddresses": ["h:1"] * 65}, "failed to decode token: PeeringToken.ServerAddresses has more than 64"),
+        ({"ServerAddresses": ["h" * 300 + ":1"]}, "h" * 256 + "... is not a valid peering server address"),
+        ({"ServerName": "\udc00"}, "failed to decode token: "),
+        ({"ServerName": "s" * 254}, "failed to decode token: PeeringToken.ServerName is over 253 characters"),
+        ({"ServerName": "server dc1"}, "failed to decode token: PeeringToken.ServerName is not valid"),
+        ({"PeerID": "p\ud800"}, "failed to decode token: "),
+        ({"PeerID": "p" * 65}, "failed to decode token: PeeringToken.PeerID is over 64 characters"),
+        ({"PeerID": "p-1\n"}, "failed to decode token: PeeringToken.PeerID is not valid"),
+        ({"EstablishmentSecret": "s\udfff"}, "failed to decode token: "),
+        ({"EstablishmentSecret": "s" * 129}, "failed to decode token: PeeringToken.EstablishmentSecret is over 128"),
+        ({"EstablishmentSecret": "s e"}, "failed to decode token: PeeringToken.EstablishmentSecret is not valid"),
+        ({"Remote": {"Datacenter": "dc\ud800", "Partition": "default"}}, "failed to decode token: "),
+        ({"Remote": {"Datacenter": "d" * 65}}, "failed to decode token: PeeringToken.Remote.Datacenter is over 64"),
+        ({"Remote": {"Datacenter": "dc1\r\n"}}, "failed to decode token: PeeringToken.Remote.Datacenter is not valid"),
+        ({"Remote": {"Partition": "Default"}}, "failed to decode token: PeeringToken.Remote.Partition is not valid"),
+        ({"Remote": {"Partition": "\u212a"}}, "failed to decode token: PeeringToken.Remote.Partition is not valid"),
+        ({"Signature": "A" * 300}, "failed to decode token: PeeringToken.Signature is over 256 characters"),
+        ({"CA": ["x" * 16385]}, "failed to decode token: PeeringToken.CA has an entry over 16384 characters"),
+        ({"CA": ["-----BEGIN\ud800"]}, "failed to decode token: "),
+        ({"Extra": [[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]}, "failed to decode token: exceeded max depth"),
+    ],
+)
+def test_hostile_fields_are_refused_before_anything_uses_them(
+    ident: ClusterIdentity, changes: dict[str, object], message: str
+) -> None:
+    """Lone surrogates, 5,000-digit ports, oversized and malformed values in a correctly signed token are
+    documented 400s (SPEC §4), found before the token is dialed, stored or logged."""
+    with pytest.raises(InvalidTokenError) as caught:
+        tokens.decode(resigned(ident, **changes))
+    assert caught.value.message.startswith(message)
+    assert len(caught.value.message) < 400
+
+
+def test_ca_entries_that_openssl_would_refuse_or_read_twice(ident: ClusterIdentity, other: ClusterIdentity) -> None:
+    """A CA entry missing its final newline is one certificate (loaded by its DER, never concatenated with
+    the next); two certificates in one entry, a non-ASCII one, or a body that does not parse are
+    `peering token invalid CA: …`, never an `ssl.SSLError`. TLS then trusts exactly `CA[0]`."""
+    no_newline = ident.ca_pem.rstrip("\n")
+    token = tokens.decode(resigned(ident, CA=[no_newline, other.ca_pem.rstrip("\n")]))
+    assert token.ca[0] == no_newline
+    context = client_ssl_context(token.ca[:1])
+    assert len(context.get_ca_certs()) == 1
+    for entry, reason in (
+        (ident.ca_pem + other.ca_pem, "an entry must hold exactly one PEM certificate"),
+        (ident.ca_pem.replace("-----END", "é-----END"), "an entry must hold exactly one PEM certificate"),
+        (ident.ca_pem[:40] + "!!!!" + ident.ca_pem[44:], "malformed certificate"),
+        ("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", "malformed certificate"),
+    ):
+        with pytest.raises(InvalidTokenError) as caught:
+            tokens.decode(resigned(ident, CA=[ident.ca_pem, entry]))
+        assert caught.value.message == f"peering token invalid CA: {reason}"
+    with pytest.raises(ValueError, match="exactly one PEM certificate"):
+        client_ssl_context([ident.ca_pem + other.ca_pem])
+
+
+def test_an_oversized_token_is_refused_before_it_is_decoded() -> None:
+    with pytest.raises(InvalidTokenError, match=r"^failed to decode token: the token is over 262144 characters$"):
+        tokens.decode("A" * (tokens.MAX_TOKEN_CHARS + 4))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from peering import tokens
 from peering.errors import InvalidTokenError
 from peering.identity import ClusterIdentity, load_or_create
-from tests.test_token_codec import content
+from tests.test_token_codec import content, resigned
 
 DOCUMENTED = (
     "failed to decode token: ",
@@ -112,3 +112,36 @@ def test_single_character_edits_fail_cleanly(valid: str, position: int, char: st
         # base64 has slack bits before its padding (in the token and in its Signature): only an edit of
         # those, which says the very same thing, may still verify
         assert content(mutated) == content(valid)
+
+
+_DEEP: object = "bottom"
+for _ in range(900):  # deeper than any token, shallower than the test's own JSON encoder can write
+    _DEEP = [_DEEP]
+
+HOSTILE_TEXT = st.sampled_from(
+    ["\ud800", "a\udfffb", "9" * 5000, "h:" + "9" * 5000, "[::1]:" + "9" * 5000, "x" * 20000, "\r\n", "\x1b[0m", ""]
+) | st.text(max_size=64)
+HOSTILE_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30) | st.floats() | HOSTILE_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+FIELDS = ("CA", "ServerAddresses", "ServerName", "PeerID", "EstablishmentSecret", "Remote", "Signature", "Extra")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from([*FIELDS, "Remote.Datacenter", "Remote.Partition"]),
+    value=HOSTILE_JSON | st.lists(HOSTILE_TEXT, min_size=1, max_size=3) | st.just(_DEEP),
+)
+def test_hostile_values_in_a_resigned_token_give_a_documented_error(
+    ident: ClusterIdentity, field: str, value: object
+) -> None:
+    """Surrogates, 5,000-digit strings, huge numbers, oversized strings and deep nesting in any field of a
+    token signed again by its CA (so the signature does not hide what the decoder does with them): a token
+    or one of SPEC §4's messages, never another exception."""
+    if field.startswith("Remote."):
+        changes: dict[str, object] = {"Remote": {"Datacenter": "dc1", "Partition": "default", field[7:]: value}}
+    else:
+        changes = {field: value}
+    _outcome(resigned(ident, **changes))
