@@ -1,7 +1,11 @@
 """The peering token (SPEC §4): a signed, base64-encoded JSON document, and its strict codec.
 
 `decode` is total: any string gives a token or an `InvalidTokenError` with one of the documented
-messages. Messages never repeat the token or its secret.
+messages. Messages never repeat the token or its secret. Sizes are bounded before anything parses
+(the token, then each field), lone surrogates are refused with the JSON, and every field must have
+the shape its later use needs (a DNS server name, a printable secret, a datacenter and partition name,
+one PEM certificate per CA entry that OpenSSL loads), so that a token that decodes can be dialed,
+stored and shown without a failure half-way. Only `CA[0]` signs; TLS must chain to it alone.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ class FakePeer:
                 "Transfer-Encoding: chunked" if reply.chunked else f"Content-Length: {len(reply.body) + reply.padding}"
             )
             extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
-            head = f"HTTP/1.1 {reply.status} X\r\nContent-Type: {reply.content_type}\r\n{framing}\r\n{extra}"
-            answer = f"{head}Connection: close\r\n\r\n".encode() + (b"" if reply.chunked else reply.body)
+            top = f"HTTP/1.1 {reply.status} X\r\nContent-Type: {reply.content_type}\r\n{framing}\r\n{extra}"
+            answer = f"{top}Connection: close\r\n\r\n".encode() + (b"" if reply.chunked else reply.body)
             if not reply.trickle:
                 self._write(writer, answer)
             for byte in answer if reply.trickle else b"":

@@ -30,8 +30,8 @@ async def test_rejected_and_accepted_establishes_leave_no_lock_and_no_memory_beh
     try:
         before = tracemalloc.get_traced_memory()[0]
 
-        async def establish(name: str, token: str = "x", partition: str = "") -> None:
-            body = {"PeerName": name, "PeeringToken": token, "Partition": partition}
+        async def establish(name: str, *, partition: str = "", garbage: str = "x") -> None:
+            body = {"PeerName": name, "PeeringToken": garbage, "Partition": partition}
             response = await client.post("/v1/peering/establish", json=body)
             assert response.status_code == 400, response.text[:200]
 
@@ -39,7 +39,7 @@ async def test_rejected_and_accepted_establishes_leave_no_lock_and_no_memory_beh
             await establish(f"n{i}-" + "x" * BIG_NAME)
         for i in range(20):
             await establish("cluster-a", partition=f"P{i}" + "x" * 100_000)
-        await asyncio.gather(*(establish(f"valid-{i % 5}", token=f"garbage-{i}") for i in range(50)))
+        await asyncio.gather(*(establish(f"valid-{i % 5}", garbage=f"garbage-{i}") for i in range(50)))
         gc.collect()
         retained = tracemalloc.get_traced_memory()[0] - before
     finally:
