@@ -98,10 +98,14 @@ class AclService:
             # stored before today's parser, or by hand: fail closed rather than answer 400 to its holders
             log.warning("stored ACL policy does not parse; it denies everything", extra={"policy_id": policy.id})
             rules = DENY_ALL
-        self._parsed_rules[policy.id] = (policy.rules, rules)
+        self._remember(policy.id, policy.rules, rules)
+        return rules
+
+    def _remember(self, policy_id: str, text: str, rules: Rules) -> None:
+        self._parsed_rules[policy_id] = (text, rules)
+        self._parsed_rules.move_to_end(policy_id)
         if len(self._parsed_rules) > _PARSED_CACHE:
             self._parsed_rules.popitem(last=False)
-        return rules
 
     # -- bootstrap and the initial management token
 
@@ -160,7 +164,7 @@ class AclService:
         if policy_id is not None:
             check_text("Invalid Policy: ID", policy_id, acl_input.MAX_REFERENCE_CHARS)
         await access.require("acl", Level.WRITE)
-        parse_rules(rules)
+        parsed = parse_rules(rules)
         if policy_id is not None:
             current = await self._store.policy(id=policy_id)
             if current is None:
@@ -169,7 +173,9 @@ class AclService:
                 raise InvalidRequestError(
                     "Changing the Rules for the builtin global-management policy is not permitted"
                 )
-        return await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+        saved = await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+        self._remember(saved.id, rules, parsed)
+        return saved
 
     async def read_policy(self, access: Access, *, id: str | None = None, name: str | None = None) -> Policy:
         """One policy by ID or name.

@@ -5,11 +5,15 @@ as HCL allows `service "a" {…}` twice); a value is a string, number, bool, lis
 `service "web" { policy = "read" }` reads as `service = { "web" = { policy = "read" } }`, which is also
 the shape of its JSON form.
 
-The reader is total and bounded, because it sees what anonymous clients send: one left-to-right pass
-(every regular expression here matches in linear time and never re-scans on failure), a nesting-depth
-and an item-count limit checked as it goes, number lengths capped before conversion, and every error a
+Supported: `key = value`, blocks with labels (`key "label" { … }`), strings with their escapes,
+numbers, bools, lists, `#`, `//` and `/* */` comments. Not supported (refused, never guessed):
+heredocs; `${…}` is kept as text, not interpolated.
+
+The reader is total and bounded, because what it reads comes from clients: one left-to-right pass (every
+regular expression here is possessive, so it matches in linear time and never re-scans), a nesting-depth
+and a token-count limit checked as it goes, number lengths capped before conversion, and every error a
 `HclError` (a `ValueError`) that says where. JSON goes through the standard library only after a linear
-scan has checked its depth, so deep input can never reach the decoder's recursion. Stdlib only.
+scan has checked its depth and size, so deep input can never reach the decoder's recursion. Stdlib only.
 """
 
 from __future__ import annotations
