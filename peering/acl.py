@@ -5,6 +5,7 @@ Secrets are shown once (in the answer that creates them) and stored only as SHA-
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ log = logging.getLogger("peering.acl")
 MANAGEMENT = PolicyLink("00000000-0000-0000-0000-000000000001", "global-management")
 MANAGEMENT_RULES = 'acl = "write"\noperator = "write"\npeering = "write"\n'
 _PARSED_CACHE = 1024  # policies whose parsed rules are kept (by ID, with the text they were parsed from)
+_ON_LOOP_CHARS = 4096  # smaller rules parse in well under a millisecond: not worth a thread hop
 ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, description="Anonymous Token")
 
 
@@ -85,15 +87,15 @@ class AclService:
         if token.management:
             return True
         policies = await self._store.policies([link.id for link in token.policies]) if token.policies else []
-        return allows([self._parsed(p) for p in policies], resource, level, self.default_policy == "allow")
+        return allows([await self._parsed(p) for p in policies], resource, level, self.default_policy == "allow")
 
-    def _parsed(self, policy: Policy) -> Rules:
+    async def _parsed(self, policy: Policy) -> Rules:
         cached = self._parsed_rules.get(policy.id)
         if cached is not None and cached[0] == policy.rules:
             self._parsed_rules.move_to_end(policy.id)
             return cached[1]
         try:
-            rules = parse_rules(policy.rules)
+            rules = await _parse(policy.rules)
         except InvalidRequestError:
             # stored before today's parser, or by hand: fail closed rather than answer 400 to its holders
             log.warning("stored ACL policy does not parse; it denies everything", extra={"policy_id": policy.id})
@@ -164,7 +166,7 @@ class AclService:
         if policy_id is not None:
             check_text("Invalid Policy: ID", policy_id, acl_input.MAX_REFERENCE_CHARS)
         await access.require("acl", Level.WRITE)
-        parsed = parse_rules(rules)
+        parsed = await _parse(rules)
         if policy_id is not None:
             current = await self._store.policy(id=policy_id)
             if current is None:
@@ -332,6 +334,18 @@ class AclService:
                 raise InvalidRequestError("Deletion of the request's authorization token is not permitted")
         if not await self._store.delete_token(accessor_id):
             raise AclNotFoundError("token")
+
+
+async def _parse(text: str) -> Rules:
+    """Parse rules; a large text in a thread, so that the event loop gets the interpreter back every few
+    milliseconds (its switch interval) and heartbeats and reads keep their latency meanwhile.
+
+    Raises:
+        InvalidRequestError: as `parse_rules`.
+    """
+    if len(text) <= _ON_LOOP_CHARS:
+        return parse_rules(text)
+    return await asyncio.to_thread(parse_rules, text)
 
 
 class Caller(Access):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from peering.acl import AclService
 from peering.acl_input import PolicyRef, TokenSpec
 from peering.acl_model import ALLOW_ALL
-from peering.acl_rules import MAX_RULES_BYTES
+from peering.acl_rules import MAX_RULES_BYTES, parse_rules
 from peering.errors import InvalidRequestError
 from tests.test_acl import MANAGEMENT_SECRET, Acl, _acl_cluster
 
@@ -224,3 +225,22 @@ async def test_the_cache_of_parsed_rules_is_bounded(acl: Acl, monkeypatch: pytes
     assert list(cache) == [policies[2]["ID"], policies[3]["ID"]]
     await acl.management("DELETE", f"/v1/acl/policy/{policies[3]['ID']}")
     assert list(cache) == [policies[2]["ID"]]
+
+
+async def test_large_rules_are_parsed_off_the_event_loop(acl: Acl, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large policy (here 40 KiB of service rules) is parsed in a worker thread, so the loop keeps serving
+    (heartbeats, reads) while it is read; a small one is parsed in place (a thread hop would cost more)."""
+    threads: list[str] = []
+    real = parse_rules
+
+    def spy(text: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(text)
+
+    monkeypatch.setattr("peering.acl.parse_rules", spy)
+    large = "".join(f'service "s{i:04d}" {{ policy = "read" }}\n' for i in range(1000))
+    await acl.policy("small", 'peering = "read"')
+    await acl.policy("large", large)
+    loop_thread = threading.current_thread().name
+    assert threads[0] == loop_thread
+    assert threads[1] != loop_thread
