@@ -51,8 +51,8 @@ def test_runtime_pins_are_lock_lines_without_dev_tools() -> None:
 def test_closure_follows_markers_and_extras() -> None:
     # uvicorn's typing-extensions is for Python < 3.11 and its 'standard' extra is not asked for
     assert runtime_lock.runtime_names(["uvicorn"]) == {"uvicorn", "click", "h11"}
-    assert "regex" not in runtime_lock.runtime_names(["lark"])
-    assert runtime_lock.runtime_names(["lark[regex]"]) == {"lark", "regex"}
+    assert "click" not in runtime_lock.runtime_names(["python-dotenv"])
+    assert runtime_lock.runtime_names(["python-dotenv[cli]"]) == {"python-dotenv", "click"}
     assert runtime_lock.runtime_names(['uvicorn; python_version < "3"']) == set()
 
 
