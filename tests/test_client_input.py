@@ -175,6 +175,23 @@ async def test_another_datacenter_or_a_filter_is_refused_on_every_route(
         assert response.status_code in (200, 404), (path, query, response.text)
 
 
+ACL_ROUTES = [("GET", "/v1/acl/policies"), ("GET", "/v1/acl/tokens"), ("GET", "/v1/acl/token/self")]
+
+
+@pytest.mark.parametrize(("method", "path"), ACL_ROUTES)
+async def test_the_acl_routes_refuse_another_datacenter_or_a_filter(
+    acl_client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    for query, message in [
+        ("dc=dc2", "No path to datacenter"),
+        ('filter=Name == "x"', "filter expressions are not supported on this endpoint"),
+    ]:
+        response = await acl_client.request(method, f"{path}?{query}", headers={"X-Consul-Token": MANAGEMENT})
+        assert (response.status_code, response.text) == (400, message), (path, query)
+    response = await acl_client.request(method, f"{path}?dc=dc1", headers={"X-Consul-Token": MANAGEMENT})
+    assert response.status_code == 200, (path, response.text)
+
+
 async def test_no_trailing_slash_redirect_and_no_token_echo(client: httpx.AsyncClient) -> None:
     """A forged `Host` gets no redirect built from it; trailing-slash paths get the route's answer or 404."""
     forged = {"Host": "evil.example"}

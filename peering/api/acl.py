@@ -22,6 +22,7 @@ from peering.acl_model import AclToken, Policy
 from peering.api.body import body_openapi, json_body
 from peering.api.deps import AccessDep, AclDep, SecretDep, ServiceDep
 from peering.api.errors import error_responses
+from peering.api.query import SupportedQuery
 from peering.api.render import json_response, read_headers, rfc3339
 from peering.api.schemas import ApiModel
 from peering.errors import AclDisabledError, InvalidRequestError
@@ -179,6 +180,7 @@ def _enabled(acl: AclDep) -> None:
 
 
 router.dependencies.append(Depends(_enabled))
+router.dependencies.append(SupportedQuery)  # ?dc= another datacenter, ?filter=: refused as on every route
 PolicyBody = Annotated[PolicyRequest, Depends(json_body(PolicyRequest))]
 TokenBody = Annotated[TokenRequest, Depends(json_body(TokenRequest))]
 _W = error_responses(400, 401, 403, 413)
