@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from peering.acl_model import Policy
 from peering.api.errors import install
 from peering.domain import Peering, PeeringState, Role
-from peering.errors import DatabaseUnavailableError
+from peering.errors import DatabaseUnavailableError, InvalidRequestError
+from peering.store.postgres.acl import PostgresAclStore
 from peering.store.postgres.schema import MIGRATIONS
 from peering.store.postgres.store import PostgresStore
 from tests.postgres import PostgresServer, free_port
@@ -44,6 +47,29 @@ async def test_replicas_starting_together_create_the_schema_once(postgres: str) 
     stores = await asyncio.gather(*(PostgresStore.open(postgres) for _ in range(3)))
     for s in stores:
         assert await s.current_index() == 1
+        await s.close()
+
+
+async def test_text_postgresql_cannot_hold_is_refused_as_invalid(postgres: str) -> None:
+    """A NUL or a lone surrogate cannot be PostgreSQL text: refused (400), never a driver error (500)."""
+    s = await PostgresStore.open(postgres)
+    acl = PostgresAclStore(s)
+    try:
+        for bad in ("pem\x00", "pem\ud800"):
+            with pytest.raises(InvalidRequestError, match="cannot be stored"):
+                async with s.transaction() as tx:
+                    await tx.save(replace(acceptor("1", "a"), peer_ca_pems=(bad,)))
+            with pytest.raises(InvalidRequestError, match="cannot be stored"):
+                await acl.save_policy(Policy("p1", "readers", bad, ""))
+            assert await s.get("default", f"a{bad}") is None
+            assert await acl.token(bad) is None
+            assert await acl.token_by_secret(bad) is None
+            assert not await acl.delete_token(bad)
+            assert not await acl.delete_policy(bad)
+        assert await s.current_index() == 1
+        await acl.save_policy(Policy("p1", "readers", "", ""))
+        assert [p.id for p in await acl.policies(["p1", "p1\x00"])] == ["p1"]
+    finally:
         await s.close()
 
 

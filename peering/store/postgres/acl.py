@@ -10,6 +10,7 @@ import asyncpg
 
 from peering.acl_model import AclToken, Policy, PolicyLink
 from peering.errors import InvalidRequestError
+from peering.store.postgres.errors import unstorable
 from peering.store.postgres.store import PostgresStore, PostgresTransaction
 
 _POLICY_COLUMNS = "id, name, description, rules, create_index, modify_index"
@@ -71,7 +72,7 @@ class PostgresAclStore:
     async def policies(self, ids: list[str] | None = None) -> list[Policy]:
         if ids is None:
             rows = await self._store.fetch(POLICIES)
-        elif not ids:
+        elif not (ids := [pid for pid in ids if not unstorable((pid,))]):  # IDs no policy can have: dropped
             return []
         else:
             rows = await self._store.fetch(POLICIES_BY_ID, ids)
@@ -101,6 +102,8 @@ class PostgresAclStore:
         return replace(policy, create_index=create_index, modify_index=index)
 
     async def delete_policy(self, policy_id: str) -> bool:
+        if unstorable((policy_id,)):
+            return False  # no policy has such an ID
         async with self._store.transaction() as tx:
             deleted = _changed(await tx.execute(DELETE_POLICY, policy_id)) == 1
             if deleted:
@@ -131,6 +134,8 @@ class PostgresAclStore:
             return await _upsert_token(tx, token, secret_hash)
 
     async def delete_token(self, accessor_id: str) -> bool:
+        if unstorable((accessor_id,)):
+            return False  # no token has such an AccessorID
         async with self._store.transaction() as tx:
             deleted = _changed(await tx.execute(DELETE_TOKEN, accessor_id)) == 1
             if deleted:

@@ -1,17 +1,19 @@
 """asyncpg's errors in the project's terms: a lost or refused database is `DatabaseUnavailableError`.
 
 Constraint errors (a taken name, a taken remote cluster, a used secret) are translated where they
-happen, by constraint name (`store.py`, `acl.py`), because the message needs the row's context.
+happen (`store.py`, `acl.py`), because the message needs the row's context. Text PostgreSQL cannot
+hold (a NUL character; a lone surrogate, which is no UTF-8) is caught before it is sent: as a key it
+matches nothing, as a value it is refused as invalid (`unstorable`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import asyncpg
 
-from peering.errors import DatabaseUnavailableError
+from peering.errors import DatabaseUnavailableError, InvalidRequestError
 
 # the server is gone, going, not yet there, or out of connections; or we gave up waiting for it
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -46,3 +48,30 @@ def unavailable_as_error() -> Iterator[None]:
         if is_unavailable(exc):
             raise DatabaseUnavailableError() from exc
         raise
+
+
+def _unstorable_text(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unstorable(values: Iterable[object]) -> bool:
+    """Whether any of these bound values (or the texts in a list of them) cannot be PostgreSQL text."""
+    for value in values:
+        if isinstance(value, str) and _unstorable_text(value):
+            return True
+        if isinstance(value, list | tuple) and unstorable(value):
+            return True
+    return False
+
+
+def unstorable_error() -> InvalidRequestError:
+    """The error for a value that cannot be stored (SQLite would keep a NUL; PostgreSQL text cannot)."""
+    return InvalidRequestError("Invalid request: text with a NUL character or a lone surrogate cannot be stored")

@@ -27,7 +27,7 @@ from peering.domain import Peering, PeeringState, Remote, Role
 from peering.errors import DatabaseUnavailableError, PeeringConflictError
 from peering.store.base import Secrets
 from peering.store.postgres import queries as q
-from peering.store.postgres.errors import is_unavailable, unavailable_as_error
+from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
 from peering.store.postgres.schema import migrate
 
 log = logging.getLogger("peering.store")
@@ -127,15 +127,27 @@ class PostgresTransaction:
         return self._index
 
     async def execute(self, sql: str, *args: Any) -> str:
-        """Run one statement; its command status (unique violations pass through for the caller)."""
+        """Run one statement; its command status (unique violations pass through for the caller).
+
+        Raises:
+            InvalidRequestError: a value is text PostgreSQL cannot hold (see `errors.unstorable`).
+        """
+        if unstorable(args):
+            raise unstorable_error()
         with unavailable_as_error():
             return await self.conn.execute(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
+        """The rows of a query (none when a key is text no row can hold)."""
+        if unstorable(args):
+            return []
         with unavailable_as_error():
             return await self.conn.fetch(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        """The first value of a query (None when a key is text no row can hold)."""
+        if unstorable(args):
+            return None
         with unavailable_as_error():
             return await self.conn.fetchval(sql, *args)
 
@@ -153,10 +165,13 @@ class PostgresTransaction:
         index = await self.bump()
         # a stored peering was read with its create_index (an update never changes the column)
         saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
+        args = to_args(saved)
+        if unstorable(args):
+            raise unstorable_error()
         # a savepoint keeps the transaction usable after a conflict, as SQLite's statement rollback does
         await self.execute("SAVEPOINT save")
         try:
-            await self.execute(q.SAVE, *to_args(saved))
+            await self.execute(q.SAVE, *args)
         except asyncpg.UniqueViolationError as exc:
             await self.execute("ROLLBACK TO SAVEPOINT save")
             await self.execute("RELEASE SAVEPOINT save")
@@ -191,10 +206,13 @@ class PostgresTransaction:
         await self.execute(q.SET_STREAM_HASH, peering_id, secret_hash)
 
     async def consume_establishment_secret(self, peering_id: str, secret_hash: str) -> bool:
+        if unstorable((peering_id, secret_hash)):
+            return False  # a key no row holds: nothing to consume
         return _changed(await self.execute(q.CONSUME_ESTABLISHMENT_SECRET, peering_id, secret_hash)) == 1
 
     async def schedule_removal(self, peering_id: str, at: datetime) -> None:
-        await self.execute(q.SCHEDULE_REMOVAL, peering_id, _utc(at))
+        if not unstorable((peering_id,)):
+            await self.execute(q.SCHEDULE_REMOVAL, peering_id, _utc(at))
 
 
 class PostgresStore:
@@ -288,7 +306,10 @@ class PostgresStore:
             return
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
-        """The rows of one statement outside a transaction (retried once on a dead pooled connection)."""
+        """The rows of one statement outside a transaction (retried once on a dead pooled connection); none
+        when a key is text no row can hold."""
+        if unstorable(args):
+            return []
         for attempt in (1, 2):
             try:
                 async with self._pool.acquire(timeout=self._timeout) as conn:
@@ -316,7 +337,7 @@ class PostgresStore:
     async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
         rows = await self.fetch(q.LIST, partition)
         peerings = [from_row(tuple(row)[1:]) for row in rows if row[1] is not None]
-        index = max(1, int(rows[0][0]))  # one row at least: the LEFT JOIN's
+        index = max(1, int(rows[0][0])) if rows else 1  # a row at least (the LEFT JOIN's), but for unstorable keys
         return peerings, max([index, *(p.modify_index for p in peerings)])
 
     async def partition_index(self, partition: str) -> int:
