@@ -33,6 +33,7 @@ from peering.settings import Settings
 from peering.store.acl_sqlite import SqliteAclStore
 from peering.store.cached import CachedStore
 from peering.store.sqlite import SqliteStore
+from peering.ui import install as install_ui
 
 DATABASE_FILE = "peering.db"
 
@@ -116,6 +117,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.state.encoded = PeeringBytes()
         app.state.acl = runtime.acl
         app.state.leader_address = runtime.advertise_addresses[0]
+        if runtime.settings.ui:
+            install_ui(app)  # the operator console at /ui/, which calls only the routes above
         if runtime.acl.enabled:
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
         else:  # with ACLs on every request resolves a token: those take the full path

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     acl_initial_management_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    ui: bool = True  # the operator console at /ui/ (peering/ui); --no-ui or PEERING_UI=false turns it off
 
     @field_validator("http_addr", "peering_addr", "advertise_addr")
     @classmethod

@@ -37,6 +37,7 @@ LAYERS = {
     "links": 3,
     "acl": 3,
     "api": 4,
+    "ui": 4,
     "app": 5,
     "server": 6,
     "cli": 7,

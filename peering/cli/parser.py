@@ -348,6 +348,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, metavar=metavar, default=unset, help=help_text)
     parser.add_argument("--acl-enabled", action="store_true", default=unset, help="Enforce ACLs (default off).")
     parser.add_argument(
+        "--ui", action=argparse.BooleanOptionalAction, default=unset, help="Serve the web console at /ui/ (default on)."
+    )
+    parser.add_argument(
         "--acl-default-policy",
         choices=("allow", "deny"),
         default=unset,

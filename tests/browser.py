@@ -1,0 +1,165 @@
+"""Real-browser testing of the console (SPEC §16): Debian's Chromium driven by Playwright for Python.
+
+Playwright's own browser download (`playwright install`) is never used: the browser is
+`/usr/bin/chromium` from Debian (scripts/ensure-chromium.sh). Every host but 127.0.0.1 is made
+unresolvable, and a `Watch` fails the test on any console error, any uncaught page error and any
+request to a host other than the clusters under test. axe-core comes, pinned, from its npm package
+through scripts/fetch_axe.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# CI (CI=true) and `make test` (PEERING_REQUIRE_BROWSER=1) must run these tests, not skip them
+REQUIRED = os.environ.get("PEERING_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # nothing but 127.0.0.1 resolves: a page that needed a CDN (or phoned home) would fail
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]  # fmt: skip
+VIEWPORT = {"width": 1280, "height": 800}
+# where the screenshots of every screen go when asked for (PEERING_UI_SCREENSHOTS=docs): docs/console-*.png
+SHOTS = os.environ.get("PEERING_UI_SCREENSHOTS")
+
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -r requirements.lock)"
+    if not Path(CHROMIUM).exists():
+        return "chromium is not installed (bash scripts/ensure-chromium.sh)"
+    return None
+
+
+def require() -> None:
+    """Skip without a browser, except where the tests are required (then fail)."""
+    reason = missing()
+    if reason is None:
+        return
+    if REQUIRED:
+        pytest.fail(f"the browser tests are required here but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+@dataclass
+class Watch:
+    """Collects what must not happen in a page: console errors, page errors, requests to other hosts.
+
+    `expected` are HTTP statuses the test provokes from the API on purpose (Chromium logs each non-2xx
+    answer as a console error): those are allowed only for `/v1/` addresses of the clusters.
+    """
+
+    hosts: set[str]
+    expected: set[int] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def attach(self, context: BrowserContext) -> None:
+        context.on("console", self._console)
+        context.on("weberror", lambda error: self.problems.append(f"page error: {error.error}"))
+        context.on("request", self._request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = message.location.get("url", "")
+        if self._provoked(message.text, url):
+            return
+        self.problems.append(f"console error: {message.text} ({url})")
+
+    def _provoked(self, text: str, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.netloc not in self.hosts or not parts.path.startswith("/v1/"):
+            return False
+        return any(f"status of {status} " in text for status in self.expected)
+
+    def _request(self, request: Request) -> None:
+        self.requests.append(request.url)
+        if host_of(request.url) not in self.hosts:
+            self.problems.append(f"request to another host: {request.method} {request.url}")
+
+    def check(self) -> None:
+        assert not self.problems, "\n".join(self.problems)
+
+
+def axe_script() -> str:
+    """The pinned axe-core, fetched once by scripts/fetch_axe.py (a failure there fails the test)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fetch_axe.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        if REQUIRED:
+            pytest.fail(result.stderr.strip(), pytrace=False)
+        pytest.skip(result.stderr.strip())
+    return Path(result.stdout.strip()).read_text()
+
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+def axe_violations(page: Page, script: str) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now (the context must bypass the CSP to inject it)."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(content=script)
+    violations: list[dict[str, Any]] = page.evaluate(AXE_RUN)
+    return violations
+
+
+def shot(page: Page, name: str) -> None:
+    """With $PEERING_UI_SCREENSHOTS set, a full-page screenshot into that folder as console-<name>.png
+    (a screenshot takes about a second, so the other runs skip them)."""
+    if not SHOTS:
+        return
+    folder = Path(SHOTS) if Path(SHOTS).is_absolute() else ROOT / SHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    front(page).screenshot(path=folder / f"console-{name}.png", full_page=True, animations="disabled", caret="hide")
+
+
+def front(page: Page) -> Page:
+    """Bring a tab to the front before using it: Chromium throttles background tabs (a click there may
+    wait for seconds), and an operator looks at the tab they use."""
+    page.bring_to_front()
+    return page
+
+
+MARK = "() => { window.__noReload = true; }"
+UNMARKED = "() => window.__noReload !== true"
+
+
+def mark(page: Page) -> None:
+    """Remember this document: `still_same(page)` is true only if it was never reloaded since."""
+    page.evaluate(MARK)
+
+
+def still_same(page: Page) -> bool:
+    return not page.evaluate(UNMARKED)
