@@ -220,7 +220,7 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool, budget: float) -> None:
         self._pool = pool
-        self._timeout = budget
+        self._budget = budget
 
     @classmethod
     async def open(
@@ -261,14 +261,19 @@ class PostgresStore:
     async def close(self) -> None:
         """Close every connection (waiting for those in use at most `budget` seconds)."""
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._budget):
                 await self._pool.close()
         except TimeoutError:
             self._pool.terminate()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """A write transaction; it returns only once its COMMIT is done (or raises, having written nothing)."""
+        """A write transaction; it returns only once its COMMIT is done.
+
+        Raises:
+            DatabaseUnavailableError: the database failed it; nothing is acknowledged (a COMMIT that was cut
+                off may still have landed, as with any database: callers must not assume either way).
+        """
         async with self._begun() as conn:
             try:
                 yield PostgresTransaction(conn)
@@ -287,7 +292,7 @@ class PostgresStore:
         """A pooled connection inside a write transaction that holds the writers' lock."""
         for attempt in (1, 2):
             with unavailable_as_error():
-                conn = await self._pool.acquire(timeout=self._timeout)
+                conn = await self._pool.acquire(timeout=self._budget)
             try:
                 await conn.execute(q.BEGIN_WRITE)
             except BaseException as exc:
@@ -312,7 +317,7 @@ class PostgresStore:
             return []
         for attempt in (1, 2):
             try:
-                async with self._pool.acquire(timeout=self._timeout) as conn:
+                async with self._pool.acquire(timeout=self._budget) as conn:
                     return await conn.fetch(sql, *args)
             except BaseException as exc:
                 if not is_unavailable(exc):
