@@ -449,3 +449,45 @@ def test_every_screen_passes_axe_and_works_by_keyboard(browser: Browser, tmp_pat
     print("axe-core violations by screen:", summary)  # noqa: T201
     assert serious == {name: [] for name in found}
     watch.check()
+
+
+RULES = """async () => {
+  const { formatAge, exactTime } = await import("/ui/assets/dom.js");
+  const { staleness } = await import("/ui/assets/views/common.js");
+  const { ApiError } = await import("/ui/assets/api.js");
+  const t0 = Date.parse("2026-01-01T00:00:00Z");
+  const active = (at) => ({ State: "ACTIVE", StreamStatus: { LastHeartbeat: at, LastReceive: null } });
+  const iso = (ms) => new Date(ms).toISOString();
+  const denied = new ApiError(403, "Permission denied: token with AccessorID 'x' lacks permission 'peering:write'");
+  return {
+    ages: [0, 999, 12_000, 180_000, 7_200_000, 259_200_000].map(formatAge),
+    exact: exactTime("2026-01-01T00:00:00.123Z"),
+    fresh: staleness(active(iso(t0)), t0 + 1000, t0 + 59_000),
+    recheck: staleness(active(iso(t0)), t0 + 1000, t0 + 61_000),
+    confirmed: staleness(active(iso(t0)), t0 + 61_000, t0 + 61_500),
+    never: staleness(active(null), t0, t0),
+    failing: staleness({ State: "FAILING", StreamStatus: {} }, t0, t0 + 600_000),
+    permission: denied.permission,
+    unknown: new ApiError(403, "ACL not found").unknownToken,
+  };
+}"""
+
+
+def test_the_pages_own_rules_for_ages_staleness_and_denials(browser: Browser, tmp_path: Path) -> None:
+    """The modules the pages run, called in the page: ages, exact times, the stale rule (default 60 s), 403 parsing."""
+    with running_cluster(tmp_path / "a") as a:
+        watch = Watch({host_of(a.http_url)})
+        context = _context(browser, watch, [a])
+        page = context.new_page()
+        page.goto(f"{a.http_url}/ui/settings")
+        found = page.evaluate(RULES)
+        context.close()
+    assert found["ages"] == ["just now", "just now", "12 s ago", "3 min ago", "2 h ago", "3 d ago"]
+    assert found["exact"] == "2026-01-01 00:00:00 UTC"
+    assert found["fresh"] == {"stale": False, "recheck": False}
+    assert found["recheck"] == {"stale": False, "recheck": True}  # looks stale: read again before warning
+    assert found["confirmed"] == {"stale": True, "recheck": False, "text": "Nothing heard for more than 60 s"}
+    assert found["never"]["stale"] is True
+    assert found["failing"] == {"stale": False, "recheck": False}  # the badge already says it
+    assert (found["permission"], found["unknown"]) == ("peering:write", True)
+    watch.check()

@@ -79,6 +79,10 @@ export function staleWarning(state) {
   return h("span", { class: "warning", "data-stale": "true" }, h("span", { "aria-hidden": "true" }, "⚠ "), `Stale: ${state.text}`);
 }
 
+export function pausedText(delay) {
+  return `Live updates paused: trying again in ${Math.max(1, Math.round(delay / 1000))} s.`;
+}
+
 /** An alert for a failed call; a denied one names the permission that is missing. */
 export function errorBox(err, doing) {
   const parts = [];

@@ -5,7 +5,7 @@
 import { LivePoll } from "../api.js";
 import { copyButton, exactTime, h, replaceContent, tabSet } from "../dom.js";
 import {
-  badge, deleteDialog, errorBox, isDialer, peeringPath, regenerateDialog, staleWarning, staleness, stateHelp, timeAgo,
+  badge, deleteDialog, errorBox, pausedText, isDialer, peeringPath, regenerateDialog, staleWarning, staleness, stateHelp, timeAgo,
 } from "./common.js";
 
 export function peeringView(main, match, url) {
@@ -26,15 +26,17 @@ export function peeringView(main, match, url) {
       render();
     },
     onError(err, delay) {
+      // the same failure again (a retry) only updates the status line: the alert is not re-announced
+      const again = view.error && view.error.status === err.status && view.error.message === err.message;
       Object.assign(view, { error: err, retryIn: delay });
-      render();
+      if (again) live.textContent = pausedText(delay); else render();
     },
   });
   poll.start();
 
   function render() {
     live.textContent = view.error
-      ? `Live updates paused: retrying in ${Math.round(view.retryIn / 1000)} s.`
+      ? pausedText(view.retryIn)
       : view.peering === undefined ? "Loading…" : "Live: changes show as they happen.";
     const p = view.peering;
     if (p === undefined) {

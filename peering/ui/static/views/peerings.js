@@ -4,7 +4,7 @@
 import { LivePoll, prefs } from "../api.js";
 import { h, replaceContent } from "../dom.js";
 import {
-  STATES, badge, consolePath, deleteDialog, errorBox, isDialer, lastContact, regenerateDialog, staleWarning,
+  STATES, badge, consolePath, deleteDialog, errorBox, isDialer, lastContact, pausedText, regenerateDialog, staleWarning,
   staleness, timeAgo,
 } from "./common.js";
 
@@ -47,8 +47,10 @@ export function peeringsView(main) {
       render();
     },
     onError(err, delay) {
+      // the same failure again (a retry) only updates the status line: the alert is not re-announced
+      const again = view.error && view.error.status === err.status && view.error.message === err.message;
       Object.assign(view, { error: err, retryIn: delay });
-      render();
+      if (again) live.textContent = pausedText(delay); else render();
     },
   });
   poll.start();
@@ -63,7 +65,7 @@ export function peeringsView(main) {
 
   function render() {
     if (view.error) {
-      live.textContent = `Live updates paused: retrying in ${Math.round(view.retryIn / 1000)} s.`;
+      live.textContent = pausedText(view.retryIn);
     } else {
       live.textContent = view.peerings ? "Live: changes show as they happen." : "Loading…";
     }
