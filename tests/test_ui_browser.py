@@ -491,3 +491,35 @@ def test_the_pages_own_rules_for_ages_staleness_and_denials(browser: Browser, tm
     assert found["failing"] == {"stale": False, "recheck": False}  # the badge already says it
     assert (found["permission"], found["unknown"]) == ("peering:write", True)
     watch.check()
+
+
+def test_the_partition_setting_scopes_every_page(browser: Browser, tmp_path: Path) -> None:
+    """With a partition chosen on the Settings page, lists, reads and writes all go to that partition."""
+    from playwright.sync_api import expect
+
+    with running_cluster(tmp_path / "a") as a:
+        with _api(a) as api:
+            api.post("/v1/peering/token", json={"PeerName": "in-default"}).raise_for_status()
+            api.post("/v1/peering/token?partition=team-a", json={"PeerName": "in-team-a"}).raise_for_status()
+        watch = Watch({host_of(a.http_url)})
+        context = _context(browser, watch, [a])
+        page = context.new_page()
+        page.goto(f"{a.http_url}/ui/settings")
+        page.get_by_label("Partition").fill("team-a")
+        page.get_by_role("button", name="Save settings").click()
+        expect(page.locator("#display-saved")).to_have_text("Settings saved in this browser.")
+        page.get_by_role("link", name="Peers").click()
+        expect(page.locator(".lede code")).to_have_text("team-a")
+        expect(page.locator("tr[data-peer]")).to_have_count(1)
+        expect(page.locator('tr[data-peer="in-team-a"]')).to_be_visible()
+        page.get_by_role("link", name="Add peer connection").click()
+        page.get_by_label("Name of peer").fill("also-team-a")
+        page.get_by_role("button", name="Generate token").click()
+        expect(page.get_by_label("Peering token")).to_be_visible()
+        page.get_by_role("link", name="view also-team-a").click()
+        expect(page.locator(".details")).to_contain_text("team-a")
+        context.close()
+        with _api(a) as api:
+            assert [p["Name"] for p in api.get("/v1/peerings?partition=team-a").json()] == ["also-team-a", "in-team-a"]
+            assert [p["Name"] for p in api.get("/v1/peerings").json()] == ["in-default"]
+        watch.check()
