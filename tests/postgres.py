@@ -133,8 +133,10 @@ class PostgresServer:
             PostgresMissingError: no server is installed.
         """
         bindir = find_bindir()
+        reap_orphans()
         began = time.monotonic()
-        root = Path(tempfile.mkdtemp(prefix="peering-pg-"))
+        root = Path(tempfile.mkdtemp(prefix=_PREFIX))
+        (root / "owner").write_text(str(os.getpid()))  # for `reap_orphans`, should this process die unclean
         server = cls(admin_dsn="", bindir=bindir, root=root)
         try:
             if os.geteuid() == 0:
@@ -220,7 +222,7 @@ class PostgresServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while _alive(pid):
+        while running(pid):
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -257,7 +259,36 @@ class PostgresServer:
         run_async(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _alive(pid: int) -> bool:
+_PREFIX = "peering-pg-"
+
+
+def reap_orphans() -> None:
+    """Stop (by PID) and remove the servers of test sessions that died without stopping theirs (a killed
+    pytest runs no finalizers). A session still running is left alone, as is anything not ours."""
+    for root in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            owner = int((root / "owner").read_text())
+        except (OSError, ValueError):
+            continue  # being created right now, or not one of ours
+        if running(owner):
+            continue
+        pid: int | None = None
+        try:
+            pid = int((root / "data" / "postmaster.pid").read_text().split()[0])
+            if str(root) not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                pid = None  # the PID was reused by something else
+        except (OSError, ValueError, IndexError):
+            pid = None  # no server left running there
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown: nothing there is worth keeping
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def running(pid: int) -> bool:
     """Whether `pid` still runs (a zombie left for a non-reaping init counts as gone)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

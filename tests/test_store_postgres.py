@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -20,9 +23,10 @@ from peering.errors import DatabaseUnavailableError, InvalidRequestError
 from peering.store.postgres.acl import PostgresAclStore
 from peering.store.postgres.schema import MIGRATIONS
 from peering.store.postgres.store import PostgresStore
-from tests.postgres import PostgresServer, free_port
+from tests.postgres import PostgresServer, free_port, reap_orphans, running
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def acceptor(pid: str, name: str) -> Peering:
@@ -165,3 +169,26 @@ async def test_unavailable_is_a_503_with_its_text() -> None:
         response = await c.get("/v1/peerings")
     assert (response.status_code, response.text) == (503, "database unavailable")
     assert response.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.slow
+def test_the_server_of_a_killed_session_is_reaped_by_the_next(postgres_server: PostgresServer) -> None:
+    """A test session killed with -9 runs no finalizer: the next session stops its server and removes it."""
+    code = (
+        "import sys, time\n"
+        "from tests.postgres import PostgresServer\n"
+        "s = PostgresServer.start_new()\n"
+        "print(s.pid, s.root, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT) as session:
+        try:
+            assert session.stdout is not None
+            pid_text, root_text = session.stdout.readline().split()
+        finally:
+            session.kill()
+    root = Path(root_text)
+    assert root.is_dir()
+    reap_orphans()
+    assert not root.exists()
+    assert not running(int(pid_text))
