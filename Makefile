@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: run test test-core check lint typecheck unit browser audit openapi lock clean
+.PHONY: run test test-core check lint typecheck unit browser postgres audit openapi lock clean
 
 # make run installs only the runtime pins (requirements-run.lock); the other targets add the dev set
 $(RUN_STAMP): requirements-run.lock pyproject.toml
@@ -27,7 +27,7 @@ run: $(RUN_STAMP)
 test: $(STAMP) lint typecheck unit interop
 
 ## test-core: the same gates with the fast core of the suite only (no slow reliability tier)
-test-core: $(STAMP) lint typecheck
+test-core: $(STAMP) lint typecheck postgres
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
@@ -37,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser postgres
 	$(BIN)/pytest --cov --cov-report=term -q
 
 ## interop: the official Consul Go client (interop/go) against real clusters; no Go: fails in CI, skipped elsewhere
@@ -45,6 +45,10 @@ unit: $(STAMP) browser
 interop: $(STAMP)
 	@go=$$(bash scripts/ensure-go.sh) && if [ -n "$$go" ]; then cd interop/go && \
 	  GOTOOLCHAIN=local PEERING_PYTHON=$(CURDIR)/$(BIN)/python "$$go" test -mod=readonly -count=1 -timeout 10m -v ./...; fi
+
+## postgres: a PostgreSQL server (15+) for the tests' throwaway clusters (Debian's package when missing; no server in CI: a failure)
+postgres:
+	bash scripts/ensure-postgres.sh
 
 ## browser: Debian's chromium for the docs-page test (installed when missing and possible)
 browser:
