@@ -27,7 +27,15 @@ from peering.acl_input import (
 from peering.acl_model import ANONYMOUS_ACCESSOR, DENY_ALL, Access, AclToken, Level, Policy, PolicyLink, Rules, allows
 from peering.acl_rules import check_rules_text, parse_rules
 from peering.cluster import hash_secret, new_uuid, utcnow
-from peering.errors import AclNotFoundError, InvalidRequestError, PermissionDeniedError
+from peering.errors import (
+    AclNotFoundError,
+    ConstraintError,
+    InvalidRequestError,
+    NameTakenError,
+    PeeringError,
+    PermissionDeniedError,
+    SecretAlreadyUsedError,
+)
 from peering.store.base import AclStore
 
 log = logging.getLogger("peering.acl")
@@ -175,7 +183,10 @@ class AclService:
                 raise InvalidRequestError(
                     "Changing the Rules for the builtin global-management policy is not permitted"
                 )
-        saved = await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+        try:
+            saved = await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+        except ConstraintError as exc:
+            raise _worded(exc) from exc
         self._remember(saved.id, rules, parsed)
         return saved
 
@@ -261,7 +272,10 @@ class AclService:
             create_time=self._now(),
             local=spec.local,
         )
-        saved = await self._store.save_token(token, hash_secret(secret))
+        try:
+            saved = await self._store.save_token(token, hash_secret(secret))
+        except ConstraintError as exc:
+            raise _worded(exc) from exc
         return replace(saved, secret_id=secret)
 
     async def update_token(self, access: Access, accessor_id: str, spec: TokenSpec) -> AclToken:
@@ -296,7 +310,10 @@ class AclService:
             policies=current.policies if current.management else await self._links(spec.policies),
             allowed_cidrs=tuple(spec.allowed_cidrs),
         )
-        return await self._store.save_token(changed)
+        try:
+            return await self._store.save_token(changed)
+        except ConstraintError as exc:
+            raise _worded(exc) from exc
 
     async def read_token(self, access: Access, accessor_id: str) -> AclToken:
         """One token (never its secret). Raises PermissionDeniedError without `acl:read`; AclNotFoundError."""
@@ -334,6 +351,19 @@ class AclService:
                 raise InvalidRequestError("Deletion of the request's authorization token is not permitted")
         if not await self._store.delete_token(accessor_id):
             raise AclNotFoundError("token")
+
+
+def _worded(exc: ConstraintError) -> PeeringError:
+    """Consul's message for a constraint the store reports about ACL rows (it reports facts, not words)."""
+    if isinstance(exc, NameTakenError):
+        return InvalidRequestError(f'Invalid Policy: A Policy with Name "{exc.name}" already exists')
+    if isinstance(exc, SecretAlreadyUsedError):
+        return InvalidRequestError(
+            "Invalid Token: AccessorID is already in use"
+            if exc.what == "accessor"
+            else "Invalid Token: SecretID is already in use"
+        )
+    return AclNotFoundError("token")  # RowMissingError: the token went while it was being updated
 
 
 async def _parse(text: str) -> Rules:

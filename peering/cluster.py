@@ -15,6 +15,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from peering.domain import Event, Peering, StreamStatus, transition
+from peering.errors import (
+    ConstraintError,
+    NameTakenError,
+    PeeringConflictError,
+    RemoteClusterTakenError,
+    RowMissingError,
+)
 from peering.identity import ClusterIdentity
 from peering.metrics import Metrics
 from peering.notifier import Notifier
@@ -58,6 +65,16 @@ class Timings:
         return self.heartbeat_timeout
 
 
+def worded(exc: ConstraintError) -> PeeringConflictError:
+    """The SPEC message for a constraint the store reports about peerings (it reports facts, not words)."""
+    if isinstance(exc, RemoteClusterTakenError):
+        return PeeringConflictError(f'a peering with this cluster already exists: "{exc.holder}"')
+    if isinstance(exc, NameTakenError | RowMissingError) and exc.kind == "peering":
+        name = exc.name if isinstance(exc, NameTakenError) else exc.key
+        return PeeringConflictError(f'cannot create peering with name: "{name}"; the name is already in use')
+    return PeeringConflictError(exc.message)
+
+
 class Cluster:
     """The shared context of one cluster's service, endpoint and background work."""
 
@@ -89,11 +106,18 @@ class Cluster:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
-        """A write transaction whose commit wakes everyone watching the notifier."""
-        async with self.store.transaction() as tx:
-            yield tx
+        """A write transaction whose commit wakes everyone watching the notifier.
+
+        Raises:
+            PeeringConflictError: a database constraint refused a write, in the words of SPEC §3 (`worded`).
+        """
+        try:
+            async with self.store.transaction() as tx:
+                yield tx
+        except ConstraintError as exc:
+            raise worded(exc) from exc
         if tx.wrote:
-            self.notifier.notify()
+            self.notifier.notify(tx.index)
 
     def with_stream(self, peering: Peering) -> Peering:
         """The peering with its in-memory link status filled in.

@@ -5,7 +5,12 @@ PeeringError                      base: `str(error)` is the exact text shown to 
 │   ├── InvalidTokenError         a peering token that does not decode or verify (SPEC §4)
 │   ├── RequestTooLargeError      the body is over the size limit
 │   └── PeeringConflictError      the request contradicts existing state (role, same cluster, one per cluster)
-│       └── InvalidTransitionError  an event the peering's state does not allow
+│       ├── InvalidTransitionError  an event the peering's state does not allow
+│       └── ConstraintError       a database constraint refused a write (typed; the caller words the message)
+│           ├── NameTakenError            a name another row holds (peering per partition, ACL policy)
+│           ├── RemoteClusterTakenError   another live peering of the partition holds the remote cluster
+│           ├── SecretAlreadyUsedError    an ACL token secret (or AccessorID) another token holds
+│           └── RowMissingError           an update of a row that is gone, or a compare-and-set that lost
 ├── PermissionDeniedError         an ACL rule or an unknown ACL secret refuses the caller
 ├── AclDisabledError              an `/v1/acl/` endpoint was called while ACLs are off
 ├── SecretRejectedError           the acceptor refused an establishment or stream secret
@@ -16,6 +21,7 @@ PeeringError                      base: `str(error)` is the exact text shown to 
 │   ├── PeerUnreachableError      connection refused, timeout, TLS failure
 │   └── PeerProtocolError         the remote answered with something we do not understand
 └── DatabaseUnavailableError      the database (PostgreSQL) is down, restarting or out of reach
+    └── LeaseLostError            a fenced unit of work of a replica that no longer holds its lease
 """
 
 from __future__ import annotations
@@ -131,4 +137,70 @@ class DatabaseUnavailableError(PeeringError):
     code = "database_unavailable"
 
     def __init__(self, message: str = "database unavailable") -> None:
+        super().__init__(message)
+
+
+class ConstraintError(PeeringConflictError):
+    """A database constraint refused a write. Raised by the store with the facts, never a user's wording:
+    the service catches it and raises the SPEC message (the default text is a safe fallback, a 400)."""
+
+    code = "constraint"
+
+    def __init__(self, message: str = "the write conflicts with stored data") -> None:
+        super().__init__(message)
+
+
+class NameTakenError(ConstraintError):
+    """A unique name is held by another row: a peering's name in its partition, or an ACL policy's name."""
+
+    code = "name_taken"
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__()
+        self.kind = kind  # "peering" or "acl_policy"
+        self.name = name
+
+
+class RemoteClusterTakenError(ConstraintError):
+    """Another live peering of the partition holds this remote cluster (SPEC §5.6)."""
+
+    code = "remote_cluster_taken"
+
+    def __init__(self, partition: str, remote_cluster: str, holder: str) -> None:
+        super().__init__()
+        self.partition = partition
+        self.remote_cluster = remote_cluster
+        self.holder = holder  # the name of the peering that holds it, read in the same unit of work
+
+
+class SecretAlreadyUsedError(ConstraintError):
+    """An ACL token's secret hash (`what="secret"`) or AccessorID (`what="accessor"`) belongs to another token."""
+
+    code = "secret_already_used"
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+
+class RowMissingError(ConstraintError):
+    """The row an update names is gone, or it changed since it was read (a compare-and-set that lost)."""
+
+    code = "row_missing"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.key = key
+
+
+class LeaseLostError(DatabaseUnavailableError):
+    """A unit of work fenced with a lease (`UnitOfWork.fence`) whose holder lost it: nothing is written.
+
+    Background workers stop on it; should it ever reach a client it reads as an unavailable database (503).
+    """
+
+    code = "lease_lost"
+
+    def __init__(self, message: str = "the background lease was lost") -> None:
         super().__init__(message)

@@ -21,8 +21,8 @@ class Watch(Protocol):
 class Notifier(Protocol):
     """Tells waiters that something was written."""
 
-    def notify(self) -> None:
-        """Fire every watch taken so far."""
+    def notify(self, index: int) -> None:
+        """Fire every watch taken so far: a unit of work committed `index` (this process's or another's)."""
 
     def watch(self) -> Watch:
         """A watch that fires on the next notification (at once after `close()`)."""
@@ -58,8 +58,15 @@ class LocalNotifier:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._closed = False
+        self._index = 0
 
-    def notify(self) -> None:
+    @property
+    def index(self) -> int:
+        """The highest committed index notified so far (0 before the first)."""
+        return self._index
+
+    def notify(self, index: int = 0) -> None:
+        self._index = max(self._index, index)
         if self._closed:
             return  # the current event stays set: every watch taken from now on fires at once
         event, self._event = self._event, asyncio.Event()

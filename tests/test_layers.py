@@ -39,6 +39,7 @@ LAYERS = {
     "api": 4,
     "ui": 4,
     "app": 5,
+    "replica": 5,
     "server": 6,
     "cli": 7,
 }
@@ -100,3 +101,11 @@ def test_only_the_store_talks_to_postgresql() -> None:
     for module in MODULES:
         if _top(module) != "store":
             assert not any(name.split(".")[0] == "asyncpg" for name in _imports(module)), module
+
+
+def test_the_api_reaches_storage_only_through_the_services() -> None:
+    """Routes call services; the storage seam (`peering.store`) is theirs, never the web layer's (issue 13)."""
+    for module in MODULES:
+        if _top(module) in ("api", "ui"):
+            imported = _imports(module)
+            assert not any(name == "peering.store" or name.startswith("peering.store.") for name in imported), module

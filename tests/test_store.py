@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from peering.domain import Peering, PeeringState, Remote, Role
-from peering.errors import PeeringConflictError
+from peering.errors import NameTakenError, RemoteClusterTakenError
 from peering.store.base import Secrets, Store
 from peering.store.schema import MIGRATIONS
 from peering.store.sqlite import SqliteStore
@@ -178,9 +178,10 @@ async def test_removal_bumps_the_partition_index(store: Store) -> None:
 async def test_names_are_unique_per_partition_in_the_database(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.save(acceptor("1", "a"))
-    with pytest.raises(PeeringConflictError, match='cannot create peering with name: "A"; the name is already in use'):
+    with pytest.raises(NameTakenError) as taken:
         async with store.transaction() as tx:
             await tx.save(acceptor("2", "A"))
+    assert (taken.value.kind, taken.value.name) == ("peering", "A")  # facts, not words: the service words them
     async with store.transaction() as tx:
         await tx.save(acceptor("3", "a", "other"))
 
@@ -190,7 +191,7 @@ async def test_a_transaction_stays_usable_after_a_conflict(store: Store) -> None
         await tx.save(acceptor("1", "a"))
     async with store.transaction() as tx:
         await tx.save(acceptor("2", "b"))
-        with pytest.raises(PeeringConflictError):
+        with pytest.raises(NameTakenError):
             await tx.save(acceptor("3", "a"))
         await tx.save(acceptor("4", "c"))
     assert [p.id for p in (await store.list_peerings("default"))[0]] == ["1", "2", "4"]
@@ -199,9 +200,10 @@ async def test_a_transaction_stays_usable_after_a_conflict(store: Store) -> None
 async def test_one_live_peering_per_remote_cluster(store: Store) -> None:
     async with store.transaction() as tx:
         first = await tx.save(acceptor("1", "a", remote_cluster="fp", remote=Remote("dc2", "default")))
-    with pytest.raises(PeeringConflictError, match='a peering with this cluster already exists: "a"'):
+    with pytest.raises(RemoteClusterTakenError) as taken:
         async with store.transaction() as tx:
             await tx.save(acceptor("2", "b", remote_cluster="fp"))
+    assert (taken.value.partition, taken.value.remote_cluster, taken.value.holder) == ("default", "fp", "a")
     async with store.transaction() as tx:  # once the first is terminated, the cluster is free again
         await tx.save(replace(first, state=PeeringState.TERMINATED))
         await tx.save(acceptor("2", "b", remote_cluster="fp"))
@@ -223,8 +225,8 @@ async def test_two_stores_racing_for_one_remote_cluster_one_wins(backend: Backen
         results = await asyncio.gather(claim(0), claim(1), return_exceptions=True)
         winner = results.index("won")
         lost = results[1 - winner]
-        assert isinstance(lost, PeeringConflictError)
-        assert str(lost) == f'a peering with this cluster already exists: "n{winner}"'
+        assert isinstance(lost, RemoteClusterTakenError)
+        assert lost.holder == f"n{winner}"
         assert await backend.count("peerings") == 1
     finally:
         for s in stores:

@@ -13,7 +13,7 @@ import pytest
 
 from peering.acl_model import AclToken, Policy, PolicyLink
 from peering.domain import Peering, PeeringState, Role
-from peering.errors import InvalidRequestError
+from peering.errors import NameTakenError, RowMissingError, SecretAlreadyUsedError
 from peering.store.base import AclStore, Store
 from tests.postgres import BACKENDS, Backend, backend_for
 
@@ -65,8 +65,9 @@ async def test_policies_take_indexes_from_the_shared_counter(stores: Stores) -> 
 
 async def test_policy_names_are_unique(stores: Stores) -> None:
     await stores.acl.save_policy(Policy("p1", "readers", "", ""))
-    with pytest.raises(InvalidRequestError, match=r'^Invalid Policy: A Policy with Name "readers" already exists$'):
+    with pytest.raises(NameTakenError) as taken:
         await stores.acl.save_policy(Policy("p2", "readers", "", ""))
+    assert (taken.value.kind, taken.value.name) == ("acl_policy", "readers")
     assert [p.id for p in await stores.acl.policies()] == ["p1"]
     assert await stores.peerings.current_index() == 2  # the refused write took no index
 
@@ -125,11 +126,12 @@ async def test_updating_a_token_keeps_its_secret_and_creation(stores: Stores) ->
 
 async def test_token_rules(stores: Stores) -> None:
     await stores.acl.save_token(token(A1), "hash-1")
-    with pytest.raises(InvalidRequestError, match=r"^Invalid Token: AccessorID is already in use$"):
+    with pytest.raises(SecretAlreadyUsedError) as accessor_taken:
         await stores.acl.save_token(token(A1), "hash-2")
-    with pytest.raises(InvalidRequestError, match=r"^Invalid Token: SecretID is already in use$"):
+    with pytest.raises(SecretAlreadyUsedError) as secret_taken:
         await stores.acl.save_token(token(A2), "hash-1")
-    with pytest.raises(InvalidRequestError, match=r"^Invalid Token: a new token needs a SecretID$"):
+    assert (accessor_taken.value.what, secret_taken.value.what) == ("accessor", "secret")
+    with pytest.raises(RowMissingError):  # an update (no secret) of a token that is not there
         await stores.acl.save_token(token(A3))
     assert [t.accessor_id for t in await stores.acl.tokens()] == [A1]
     assert await stores.peerings.current_index() == 2  # the refused writes took no index
@@ -162,7 +164,7 @@ async def test_bootstrap_happens_once_even_when_raced(stores: Stores) -> None:
 
 async def test_a_failed_bootstrap_can_be_tried_again(stores: Stores) -> None:
     await stores.acl.save_token(token(A1), "taken")
-    with pytest.raises(InvalidRequestError, match="SecretID is already in use"):
+    with pytest.raises(SecretAlreadyUsedError):
         await stores.acl.bootstrap(token(A2, management=True), "taken")
     assert await stores.acl.bootstrap(token(A2, management=True), "fresh") is not None
 

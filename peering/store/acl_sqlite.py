@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from peering.acl_model import AclToken, Policy, PolicyLink
-from peering.errors import InvalidRequestError
+from peering.errors import NameTakenError, RowMissingError, SecretAlreadyUsedError
 from peering.store.sqlite import SqliteStore, SqliteTransaction, _timestamp
 
 _POLICY_COLUMNS = "id, name, description, rules, create_index, modify_index"
@@ -87,9 +87,7 @@ class SqliteAclStore:
                     (policy.id, policy.name, policy.description, policy.rules, create_index, index),
                 )
             except sqlite3.IntegrityError:
-                raise InvalidRequestError(
-                    f'Invalid Policy: A Policy with Name "{policy.name}" already exists'
-                ) from None
+                raise NameTakenError("acl_policy", policy.name) from None
         return replace(policy, create_index=create_index, modify_index=index)
 
     async def delete_policy(self, policy_id: str) -> bool:
@@ -137,7 +135,7 @@ async def _upsert_token(tx: SqliteTransaction, token: AclToken, secret_hash: str
     expires = _timestamp(token.expiration_time) if token.expiration_time else None
     cidrs = json.dumps(list(token.allowed_cidrs))
     if row is not None and secret_hash is not None:
-        raise InvalidRequestError("Invalid Token: AccessorID is already in use")
+        raise SecretAlreadyUsedError("accessor")
     if row is not None:
         await tx.execute(
             "UPDATE acl_tokens SET description = ?, policy_ids = ?, expiration_time = ?, allowed_cidrs = ?, "
@@ -146,7 +144,7 @@ async def _upsert_token(tx: SqliteTransaction, token: AclToken, secret_hash: str
         )
         return replace(token, create_index=row[0], modify_index=index)
     if secret_hash is None:
-        raise InvalidRequestError("Invalid Token: a new token needs a SecretID")
+        raise RowMissingError("acl_token", token.accessor_id)
     created = _timestamp(token.create_time or datetime.now(UTC))
     try:
         await tx.execute(
@@ -155,5 +153,5 @@ async def _upsert_token(tx: SqliteTransaction, token: AclToken, secret_hash: str
              int(token.local), created, index, index),
         )  # fmt: skip
     except sqlite3.IntegrityError:
-        raise InvalidRequestError("Invalid Token: SecretID is already in use") from None
+        raise SecretAlreadyUsedError("secret") from None
     return replace(token, create_index=index, modify_index=index)

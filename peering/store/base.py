@@ -1,10 +1,37 @@
-"""The store interface every backend implements (SQLite today, PostgreSQL later; SPEC §12).
+"""The storage seam: the one place a reader finds what every backend implements (SPEC §12, §15).
+
+A `Database` (`Store` is the older name of the same protocol) serves reads and opens units of work
+(`transaction()`): one `UnitOfWork` (`Transaction`) is one database transaction over every kind of
+data it holds: peerings, their secrets, ACL policies and tokens (and, later, catalog and config
+entries). Implementations: `store/sqlite.py` (the embedded default) and `store/postgres/` (several
+replicas); `store/cached.py` is an in-memory view in front of either.
 
 Rules every implementation keeps:
-- every write transaction bumps the one index counter exactly once, inside the transaction;
-- uniqueness (name per partition, one live peering per remote cluster, one-time secrets) is
-  enforced by the database itself, not by read-then-write checks;
+- one index counter per database: a unit of work takes the next value on its first write (lazily;
+  a unit that only reads takes none) and every row it writes carries it, whatever the kind;
+- uniqueness (name per partition, one live peering per remote cluster, one-time secrets, ACL
+  policy names and token secrets) is enforced by the database itself (unique and partial unique
+  indexes, conditional updates), never by read-then-write checks in Python;
+- a constraint that refuses a write raises a typed `ConstraintError` (`NameTakenError`,
+  `RemoteClusterTakenError`, `SecretAlreadyUsedError`, `RowMissingError`, in `peering/errors.py`)
+  carrying the facts; the service words the user's message (the store never does);
 - what goes in and out are domain objects; no SQL or driver type leaves the implementation.
+
+Isolation contract (what callers may rely on, on both backends):
+- units of work are serialised: SQLite has one writer connection (units of one group commit are
+  savepoints of one transaction, in index order); PostgreSQL's units lock the counter row from
+  their BEGIN to their COMMIT (READ COMMITTED), so at most one unit of the whole cluster runs at a
+  time, across every replica;
+- hence a read inside a unit sees every committed unit before it and nothing can change it until
+  the unit commits: a read-then-write inside ONE unit (e.g. compare a row's `modify_index` with the
+  one read earlier, then save) is exact. A read outside the unit, followed by a write in a unit, is
+  not: re-read inside the unit (compare-and-set) before relying on it;
+- index order is commit order; a unit returns only after its COMMIT is durable, and an exception
+  out of it means nothing of it is acknowledged;
+- a read outside a unit sees committed data only; each read method is one snapshot (a list and
+  its index come from the same one); two separate reads may see different snapshots;
+- a fenced unit (`UnitOfWork.fence`) writes only while its lease holds (PostgreSQL; no-op on SQLite,
+  where this process always holds it).
 """
 
 from __future__ import annotations
@@ -27,8 +54,25 @@ class Secrets:
     stream_secret: str | None = field(default=None, repr=False)  # dialer: presented on every heartbeat
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A lease as its holder took it: a unit of work fenced with it writes only while it still holds."""
+
+    lease: str  # the lease's name, e.g. "background"
+    holder: str  # the replica that took it
+    epoch: int  # bumped on every change of holder
+
+
 class Transaction(Protocol):
-    """One atomic unit of writes; commits on a clean exit, rolls back on an exception."""
+    """One unit of work (see the module docstring): commits on a clean exit, rolls back on an exception."""
+
+    async def fence(self, fence: Fence) -> None:
+        """Refuse this unit unless `fence` still holds its lease (PostgreSQL: checked and locked in the
+        database until the commit; SQLite: nothing to check, one process).
+
+        Raises:
+            LeaseLostError: the lease expired or another replica took it.
+        """
 
     @property
     def index(self) -> int:
@@ -48,7 +92,8 @@ class Transaction(Protocol):
         """Insert or update; returns it with `create_index`/`modify_index` set to this transaction's index.
 
         Raises:
-            PeeringConflictError: another live peering already has this name or this remote cluster.
+            NameTakenError: another peering of the partition has this name (compared lower-cased).
+            RemoteClusterTakenError: another live peering of the partition holds this remote cluster.
         """
 
     async def remove(self, peering_id: str) -> None:
@@ -110,6 +155,10 @@ class Store(Protocol):
         """The secrets of a peering (empty if none), read outside a transaction."""
 
 
+Database = Store  # the name of the whole seam; `Store` stays while callers move
+UnitOfWork = Transaction
+
+
 class AclStore(Protocol):
     """Durable ACL policies and tokens of one cluster (token secrets only as SHA-256 hashes)."""
 
@@ -123,7 +172,7 @@ class AclStore(Protocol):
         """Insert or update a policy; returns it with its indexes set.
 
         Raises:
-            InvalidRequestError: another policy has this name.
+            NameTakenError: another policy has this name.
         """
 
     async def delete_policy(self, policy_id: str) -> bool:
@@ -142,7 +191,8 @@ class AclStore(Protocol):
         """Insert a new token (with its secret's hash) or, without a hash, update an existing one.
 
         Raises:
-            InvalidRequestError: the secret or the AccessorID is already in use by another token.
+            SecretAlreadyUsedError: the secret or the AccessorID is already in use by another token.
+            RowMissingError: an update (no hash) of a token that does not exist.
         """
 
     async def bootstrap(self, token: AclToken, secret_hash: str) -> AclToken | None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from peering.domain import Peering
-from peering.store.base import Secrets, Store, Transaction
+from peering.store.base import Fence, Secrets, Store, Transaction
 
 
 class _RecordingTransaction:
@@ -31,6 +31,9 @@ class _RecordingTransaction:
     @property
     def wrote(self) -> bool:
         return self._inner.wrote
+
+    async def fence(self, fence: Fence) -> None:
+        await self._inner.fence(fence)
 
     async def get(self, partition: str, name: str) -> Peering | None:
         return await self._inner.get(partition, name)

@@ -22,8 +22,8 @@ from typing import Any
 import aiosqlite
 
 from peering.domain import Peering, PeeringState, Remote, Role
-from peering.errors import PeeringConflictError
-from peering.store.base import Secrets
+from peering.errors import ConstraintError, NameTakenError, RemoteClusterTakenError
+from peering.store.base import Fence, Secrets
 from peering.store.group_commit import GroupCommit
 from peering.store.inline_writer import InlineWriter
 from peering.store.schema import MIGRATIONS
@@ -123,6 +123,9 @@ class SqliteTransaction:
             self._index = int(row[0])
         return self._index
 
+    async def fence(self, fence: Fence) -> None:
+        """Nothing to check: one process holds SQLite's file (its lock in `server/lock.py`), so its lease."""
+
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run one statement in the transaction (for the other SQLite tables); the rows it changed."""
         cursor = await self._conn.execute(sql, params)  # one round trip: nothing to fetch, no close needed
@@ -159,20 +162,22 @@ class SqliteTransaction:
                 _to_row(saved),
             )
         except sqlite3.IntegrityError as exc:
-            raise await self._conflict(saved) from exc
+            raise await self._conflict(saved, exc) from exc
         return saved
 
-    async def _conflict(self, peering: Peering) -> PeeringConflictError:
-        """Name the live peering that blocks `peering` (the unique indexes said one exists)."""
-        other = await _fetch_one(
-            self._conn,
-            f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? AND remote_cluster = ? AND remote_cluster != '' "
-            "AND state != 'TERMINATED' AND deleted_at IS NULL AND id != ?",
-            (peering.partition, peering.remote_cluster, peering.id),
+    async def _conflict(self, peering: Peering, exc: sqlite3.IntegrityError) -> ConstraintError:
+        """The typed error for the unique index SQLite names in `exc` (the service words it)."""
+        if "remote_cluster" not in str(exc):  # "UNIQUE constraint failed: peerings.partition, peerings.remote_cluster"
+            return NameTakenError("peering", peering.name)
+        # the holder's name, for the message: the unit of work is serialised, so it is the one that blocked
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT name FROM peerings WHERE partition = ? AND remote_cluster = ? AND remote_cluster != '' "
+                "AND state != 'TERMINATED' AND deleted_at IS NULL AND id != ?",
+                (peering.partition, peering.remote_cluster, peering.id),
+            )
         )
-        if other is not None:
-            return PeeringConflictError(f'a peering with this cluster already exists: "{other.name}"')
-        return PeeringConflictError(f'cannot create peering with name: "{peering.name}"; the name is already in use')
+        return RemoteClusterTakenError(peering.partition, peering.remote_cluster, rows[0][0] if rows else "")
 
     async def remove(self, peering_id: str) -> None:
         existing = await self.get_by_id(peering_id)

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from peering.acl_model import AclToken, Policy, PolicyLink
-from peering.errors import InvalidRequestError
+from peering.errors import NameTakenError, RowMissingError, SecretAlreadyUsedError
 from peering.store.postgres.errors import unstorable
 from peering.store.postgres.store import PostgresStore, PostgresTransaction
 
@@ -96,9 +96,7 @@ class PostgresAclStore:
                     SAVE_POLICY, policy.id, policy.name, policy.description, policy.rules, create_index, index
                 )
             except asyncpg.UniqueViolationError:
-                raise InvalidRequestError(
-                    f'Invalid Policy: A Policy with Name "{policy.name}" already exists'
-                ) from None
+                raise NameTakenError("acl_policy", policy.name) from None
         return replace(policy, create_index=create_index, modify_index=index)
 
     async def delete_policy(self, policy_id: str) -> bool:
@@ -170,12 +168,12 @@ async def _upsert_token(tx: PostgresTransaction, token: AclToken, secret_hash: s
     expires = _utc(token.expiration_time)
     cidrs = list(token.allowed_cidrs)
     if create_index is not None and secret_hash is not None:
-        raise InvalidRequestError("Invalid Token: AccessorID is already in use")
+        raise SecretAlreadyUsedError("accessor")
     if create_index is not None:
         await tx.execute(UPDATE_TOKEN, token.accessor_id, token.description, policy_ids, expires, cidrs, index)
         return replace(token, create_index=create_index, modify_index=index)
     if secret_hash is None:
-        raise InvalidRequestError("Invalid Token: a new token needs a SecretID")
+        raise RowMissingError("acl_token", token.accessor_id)
     created = _utc(token.create_time or datetime.now(UTC))
     try:
         await tx.execute(
@@ -183,5 +181,5 @@ async def _upsert_token(tx: PostgresTransaction, token: AclToken, secret_hash: s
             cidrs, token.local, created, index, index,
         )  # fmt: skip
     except asyncpg.UniqueViolationError:
-        raise InvalidRequestError("Invalid Token: SecretID is already in use") from None
+        raise SecretAlreadyUsedError("secret") from None
     return replace(token, create_index=index, modify_index=index)

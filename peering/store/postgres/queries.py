@@ -33,6 +33,11 @@ _NAMED = 'lower(name) = lower($2::text COLLATE "C")'  # ASCII folding, as SQLite
 BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM counter WHERE id = 1 FOR UPDATE"
 BUMP = "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value"
 CURRENT_INDEX = "SELECT value FROM counter WHERE id = 1"
+# a fenced unit: the lease row, still ours and unexpired, locked until the commit (so no takeover lands
+# between this check and the unit's writes); the table is S2's (`cluster_schema.py`)
+FENCE = (
+    "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > clock_timestamp() FOR UPDATE"
+)
 
 GET = f"SELECT {_COLS} FROM peerings WHERE partition = $1 AND {_NAMED}"
 GET_BY_ID = f"SELECT {_COLS} FROM peerings WHERE id = $1"

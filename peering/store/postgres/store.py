@@ -13,21 +13,28 @@ A read that finds its pooled connection dead (the server restarted) is retried o
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 
-from peering.domain import Peering, PeeringState, Remote, Role
-from peering.errors import DatabaseUnavailableError, PeeringConflictError
-from peering.store.base import Secrets
+from peering.domain import Peering
+from peering.errors import (
+    ConstraintError,
+    DatabaseUnavailableError,
+    LeaseLostError,
+    NameTakenError,
+    RemoteClusterTakenError,
+)
+from peering.store.base import Fence, Secrets
 from peering.store.postgres import queries as q
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
+from peering.store.postgres.rows import from_row, to_args
+from peering.store.postgres.rows import utc as _utc
 from peering.store.postgres.schema import migrate
 
 log = logging.getLogger("peering.store")
@@ -44,55 +51,6 @@ class _Connection(asyncpg.Connection):
 
     def get_reset_query(self) -> str:
         return ""
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)  # a naive time is local time, as the SQLite store reads it
-
-
-def to_args(p: Peering) -> tuple[Any, ...]:
-    """The bound values of `queries.COLUMNS` for a peering."""
-    return (
-        p.id,
-        p.partition,
-        p.name,
-        p.role.value,
-        p.state.value,
-        json.dumps(dict(p.meta)),
-        _utc(p.deleted_at) if p.deleted_at else None,
-        p.peer_id,
-        list(p.peer_ca_pems),
-        p.peer_server_name,
-        list(p.peer_server_addresses),
-        p.remote.datacenter,
-        p.remote.partition,
-        p.remote_cluster,
-        p.create_index,
-        p.modify_index,
-    )
-
-
-def from_row(row: Sequence[Any] | Record) -> Peering:
-    """A peering from the values of `queries.COLUMNS`."""
-    (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = row[:11]
-    remote_dc, remote_partition, remote_cluster, create_index, modify_index = row[11:16]
-    return Peering(
-        id=id_,
-        name=name,
-        partition=partition,
-        role=Role(role),
-        state=PeeringState(state),
-        meta=json.loads(meta),
-        deleted_at=deleted_at,
-        peer_id=peer_id,
-        peer_ca_pems=tuple(cas),
-        peer_server_name=server_name,
-        peer_server_addresses=tuple(addresses),
-        remote=Remote(remote_dc, remote_partition),
-        remote_cluster=remote_cluster,
-        create_index=create_index,
-        modify_index=modify_index,
-    )
 
 
 def _changed(status: str) -> int:
@@ -125,6 +83,15 @@ class PostgresTransaction:
                 raise RuntimeError("the index counter row is missing: the database is damaged")
             self._index = int(value)
         return self._index
+
+    async def fence(self, fence: Fence) -> None:
+        """Refuse the unit unless `fence`'s lease is still held as taken (the row stays locked to the commit).
+
+        Raises:
+            LeaseLostError: it expired or another replica holds it now.
+        """
+        if await self.fetchval(q.FENCE, fence.lease, fence.holder, fence.epoch) is None:
+            raise LeaseLostError()
 
     async def execute(self, sql: str, *args: Any) -> str:
         """Run one statement; its command status (unique violations pass through for the caller).
@@ -175,16 +142,17 @@ class PostgresTransaction:
         except asyncpg.UniqueViolationError as exc:
             await self.execute("ROLLBACK TO SAVEPOINT save")
             await self.execute("RELEASE SAVEPOINT save")
-            raise await self._conflict(saved) from exc
+            raise await self._conflict(saved, exc) from exc
         await self.execute("RELEASE SAVEPOINT save")
         return saved
 
-    async def _conflict(self, peering: Peering) -> PeeringConflictError:
-        """Name the live peering that blocks `peering` (a unique index said one exists)."""
-        other = await self.fetchval(q.HOLDER_OF_CLUSTER, peering.partition, peering.remote_cluster, peering.id)
-        if other is not None:
-            return PeeringConflictError(f'a peering with this cluster already exists: "{other}"')
-        return PeeringConflictError(f'cannot create peering with name: "{peering.name}"; the name is already in use')
+    async def _conflict(self, peering: Peering, exc: asyncpg.UniqueViolationError) -> ConstraintError:
+        """The typed error for the unique index PostgreSQL names in `exc` (the service words it)."""
+        if exc.constraint_name != "peerings_by_remote_cluster":
+            return NameTakenError("peering", peering.name)
+        # the holder's name, for the message: the unit of work is serialised, so it is the one that blocked
+        holder = await self.fetchval(q.HOLDER_OF_CLUSTER, peering.partition, peering.remote_cluster, peering.id)
+        return RemoteClusterTakenError(peering.partition, peering.remote_cluster, holder or "")
 
     async def remove(self, peering_id: str) -> None:
         if await self.fetchval(q.EXISTS, peering_id) is not None:
