@@ -210,9 +210,9 @@ def keep_alive(address: str, *, source: str = LEGIT, tls: bool = False) -> http.
     return http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
 
 
-def server_errors(cluster: Cluster) -> list[str]:
-    """Log lines of a cluster that show a bug: an ERROR, a traceback."""
-    return [line for line in list(cluster.lines) if SERVER_ERROR.search(line)]
+def server_errors(cluster: Cluster, since: int = 0) -> list[str]:
+    """Log lines of a cluster (from its line `since` on) that show a bug: an ERROR, a traceback."""
+    return [line for line in list(cluster.lines)[since:] if SERVER_ERROR.search(line)]
 
 
 def log_entries(cluster: Cluster) -> list[dict[str, Any]]:

@@ -241,20 +241,32 @@ def server_5xx(stats: dict[str, Any]) -> dict[str, Any]:
 _FIELD = re.compile(r'(\w+)=("?)([^\s"]*)\2')
 
 
+@dataclass
+class TextCluster:
+    """A cluster logging text lines: its process, the fields of its ready line, its stderr lines."""
+
+    process: subprocess.Popen[bytes]
+    ready: dict[str, str]
+    lines: list[str]
+
+
 @contextmanager
-def running_text_cluster(data_dir: Path, *args: str) -> Iterator[Cluster]:
+def running_text_cluster(data_dir: Path, *args: str) -> Iterator[TextCluster]:
     """`peering serve --log-format text` (what an operator reads in a terminal), ready once it logged so;
-    `ready` holds the `key=value` fields of its ready line, `lines` every line of its stderr."""
+    `ready` holds the `key=value` fields of its ready line, `lines` every line of its stderr (split at LF
+    only, CRs kept)."""
     command = [sys.executable, "-m", "peering", "serve", "--data-dir", str(data_dir), "--log-format", "text",
                "--http-addr", "127.0.0.1:0", "--peering-addr", "127.0.0.1:0", *args]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    # bytes, split at LF only: text mode would turn a CR into a line break and hide a forged line
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     lines: list[str] = []
     ready = threading.Event()
     fields: dict[str, str] = {}
 
     def pump() -> None:
         assert process.stderr is not None
-        for line in process.stderr:
+        for data in process.stderr:
+            line = data.decode("utf-8", errors="backslashreplace")
             lines.append(line)
             if "cluster ready" in line and not ready.is_set():
                 fields.update({key: value for key, _, value in _FIELD.findall(line)})
@@ -265,7 +277,7 @@ def running_text_cluster(data_dir: Path, *args: str) -> Iterator[Cluster]:
     try:
         assert ready.wait(30), "".join(lines)
         assert "http_addr" in fields, "".join(lines)
-        yield Cluster(process, fields, lines)
+        yield TextCluster(process, fields, lines)
     finally:
         if process.poll() is None:
             process.kill()

@@ -101,3 +101,11 @@ wrong_types: st.SearchStrategy[Any] = st.sampled_from(
 )
 hostile_value = st.one_of(hostile_text, raw_json, wrong_types, st.lists(hostile_text, min_size=1, max_size=3))
 hostile_key = st.one_of(with_surrogate, look_alikes, huge_digits)
+
+# one or two of each class, for the exhaustive sweeps that run before the random examples
+REPRESENTATIVES: list[Any] = [
+    "\ud800", Long("x\udfffy"), Long(HUGE), Long(f"127.0.0.1:{HUGE}"), Long(f"{HUGE}s"), "2562048h", "1" + "0" * 30 + "h",
+    "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", Long('{"a":' * 20_000 + "1" + "}" * 20_000),
+    Long('key_prefix "" {\n' * 10_000 + "}\n" * 10_000), Raw(b"[" * 100_000 + b"]" * 100_000), Raw(HUGE.encode()),
+    Raw(b'"\xed\xa0\x80"'), "\x1b[31m", "\r\nforged", "\u212a", "٣", Long("a" * 100_000), None, 10**30, [], {},
+]  # fmt: skip

@@ -2,7 +2,10 @@
 
 Every operation of the spec gets generated requests with ACLs off, with ACLs on (default deny) for
 anonymous callers, and with ACLs on for the management token; every answer must not be a 500 and must
-match the documented status codes, content types, headers and body schemas.
+match the documented status codes, content types, headers and body schemas, and the server must log no
+ERROR and no traceback. The hostile classes of issue 11 (lone surrogates, huge digit strings, deep
+nesting, overflowing durations and times) are thrown at every field, query parameter and peer message
+by `test_input_properties.py` and `test_fuzz_peer.py`.
 
 Each operation is a pytest case running a Hypothesis test over `operation.as_strategy()` against the
 server's schema (`schemathesis.openapi.from_url`), not `schemathesis.pytest.from_fixture`: in
@@ -26,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.cluster import running_cluster
+from tests.attack import server_errors
+from tests.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +76,7 @@ class Target:
     schema: OpenApiSchema
     headers: dict[str, str]
     session: requests.Session
+    cluster: Cluster
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,8 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str]
                 cluster = stack.enter_context(running_cluster(tmp_path_factory.mktemp(config), *args))
                 schema = schemathesis.openapi.from_url(f"{cluster.http_url}/openapi.json")
                 schema.config.update(base_url=cluster.http_url)
-                started[config] = Target(config, schema, headers, stack.enter_context(requests.Session()))
+                session = stack.enter_context(requests.Session())
+                started[config] = Target(config, schema, headers, session, cluster)
             return started[config]
 
         yield target
@@ -131,5 +137,6 @@ def test_operation_answers_as_documented(
 
     run()
     assert statuses
+    assert not server_errors(target.cluster), server_errors(target.cluster)[:3]  # no traceback, no ERROR line
     if config == "acl-management" and label != "PUT /v1/acl/bootstrap":  # bootstrapped at start: always 403
         assert set(statuses) != {403}, "the management token was not honoured"

@@ -65,8 +65,9 @@ def _documented(answer: Answer, *allowed: int) -> bool:
     return answer.status in (allowed or DOCUMENTED) and answer.text != "Internal Server Error"
 
 
-def _clean(cluster: Cluster) -> None:
-    errors = server_errors(cluster)
+def _clean(cluster: Cluster, since: int = 0) -> None:
+    """No ERROR line and no traceback in the cluster's log (from its line `since` on: a shared cluster)."""
+    errors = server_errors(cluster, since)
     assert not errors, errors[:3]
 
 
@@ -165,10 +166,11 @@ def test_finding_5_client_inputs_that_were_500s(
 ) -> None:
     """Finding 5 on the client port, with the management token (so that every body is parsed in full): each
     input the review saw answered 500 now gets a documented status with a message."""
+    since = len(acl_cluster.lines)
     answer = request(_client(acl_cluster), method, path, body, headers=AUTH)
     assert _documented(answer, *allowed), f"{what}: {answer.status} {answer.text[:300]}"
     assert answer.text, what
-    _clean(acl_cluster)
+    _clean(acl_cluster, since)
 
 
 def _establish(cluster: Cluster, token: str, name: str = "hostile") -> Answer:
@@ -182,6 +184,7 @@ def test_finding_5_hostile_tokens_and_peer_messages_that_were_500s(acl_cluster: 
     port, a lone surrogate in a field, or a CA entry missing its newline is a 400 at establish (or a 502 once
     it dials); an exchange with a 5,000-digit port in the dialer's addresses, or a CA missing its newline,
     is a 400 on the peer port, without a secret."""
+    since = len(acl_cluster.lines)
     attacker = attacker_identity(tmp_path / "attacker")
     base = fake_token_fields(attacker, "127.0.0.1:1")
     pem = attacker.ca_pem
@@ -209,7 +212,7 @@ def test_finding_5_hostile_tokens_and_peer_messages_that_were_500s(acl_cluster: 
         answer = request(_peer(acl_cluster), "POST", "/peering/v1/exchange", body, tls=True)
         assert _documented(answer, 400, 403), f"exchange, {what}: {answer.status} {answer.text[:300]}"
     assert request(_client(acl_cluster), "GET", "/v1/peerings", headers=AUTH).json() == []
-    _clean(acl_cluster)
+    _clean(acl_cluster, since)
 
 
 @pytest.mark.timeout(120)
@@ -282,20 +285,21 @@ def test_finding_7_no_client_or_peer_can_write_a_log_line(tmp_path: Path) -> Non
     forged = f"\r\n{FAKE_TIME} [ERROR] peering.api: forged"
     with running_text_cluster(tmp_path / "text", "--log-level", "debug") as cluster:
         for path in (f"/v1/peering/x{quote(forged)}", "/v1/peering/%1b%5b31mred%1b%5b0m", f"/{quote(forged)}"):
-            assert request(cluster.ready["http_addr"], "GET", path).status in (400, 404)
+            assert request(cluster.ready["http_addr"], "GET", path).status < 500
         for peer_id in (f"x\n{FAKE_TIME} [ERROR] x: forged", "x\x1b[31mred\x1b[0m", "x\r\u2028\x85forged"):
             for operation, secret in (("heartbeat", "StreamSecret"), ("terminate", "StreamSecret")):
                 body = {"PeerID": peer_id, secret: "wrong"}
-                assert request(cluster.ready["peering_addr"], "POST", f"/peering/v1/{operation}", body, tls=True).status in (400, 403)  # fmt: skip
+                assert request(cluster.ready["peering_addr"], "POST", f"/peering/v1/{operation}", body, tls=True).status < 500  # fmt: skip
             exchange = {"PeerID": peer_id, "EstablishmentSecret": "x", "Dialer": {"ClusterID": "c", "CA": "x",
                         "Datacenter": "d", "Partition": "", "ServerName": "s", "Addresses": []}}  # fmt: skip
-            assert request(cluster.ready["peering_addr"], "POST", "/peering/v1/exchange", exchange, tls=True).status in (400, 403)  # fmt: skip
+            assert request(cluster.ready["peering_addr"], "POST", "/peering/v1/exchange", exchange, tls=True).status < 500  # fmt: skip
         cluster.process.terminate()
         cluster.process.wait(15)
         lines = [line.rstrip("\n") for line in cluster.lines]
     assert lines, "no log at all"
     for line in lines:
         assert _LINE_START.match(line), f"a line that is not a record of the service: {line!r}"
+        assert not line.startswith(FAKE_TIME), f"a forged line: {line!r}"
         assert not set(line) & {"\x1b", "\r"}, f"a raw control character in {line!r}"
     assert any("forged" in line for line in lines), "the forged paths were not logged at all (escaped)"
 
@@ -305,6 +309,7 @@ def test_finding_9_no_redirect_to_a_client_chosen_host_or_with_a_token(acl_clust
     """Finding 9: trailing-slash paths with a forged `Host` (or `X-Forwarded-Host`) and a `?token=` are not
     redirected to that host, nor with the token in a URL, on either port; `GET /v1/peering/?token=…` is
     SPEC §3.3's 400."""
+    since = len(acl_cluster.lines)
     for target in ("/v1/peerings/?token=abc123secret", "/v1/acl/policies/?token=abc123secret", "/v1/status/leader/?token=abc123secret"):  # fmt: skip
         for headers in ({"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example"}):
             head = f"GET {target} HTTP/1.1\r\nConnection: close\r\n" + "".join(
@@ -327,7 +332,7 @@ def test_finding_9_no_redirect_to_a_client_chosen_host_or_with_a_token(acl_clust
         assert "abc123secret" not in location + answer.text, (operation, answer.status, location)
     named = request(_client(acl_cluster), "GET", "/v1/peering/?token=abc123secret", headers={"Host": "evil.example"})
     assert (named.status, named.text) == (400, "Must specify a name to fetch.")
-    _clean(acl_cluster)
+    _clean(acl_cluster, since)
 
 
 @pytest.mark.timeout(120)
@@ -375,6 +380,7 @@ def test_finding_11_the_smaller_ones(acl_cluster: Cluster) -> None:
     """Finding 11: the first `?token=` wins (as in Consul); non-ASCII digits in `wait`/`index` and a Kelvin
     sign in a partition are 400s; Meta value lengths count UTF-8 bytes; `Expect: 100-continue` with a body
     over the limit is a 413 before any `100 Continue`; a policy of comments only is valid."""
+    since = len(acl_cluster.lines)
     client = _client(acl_cluster)
     first = request(client, "GET", f"/v1/peerings?token={MANAGEMENT}&token=bogus")
     last = request(client, "GET", f"/v1/peerings?token=bogus&token={MANAGEMENT}")
@@ -401,4 +407,4 @@ def test_finding_11_the_smaller_ones(acl_cluster: Cluster) -> None:
     for rules in ("# only a comment\n", "// only a comment", "/* only\n a comment */", "\n\n   \n"):
         policy = request(client, "PUT", "/v1/acl/policy", {"Name": f"c-{uuid.uuid4().hex[:8]}", "Rules": rules}, headers=AUTH)  # fmt: skip
         assert policy.status == 200, (rules, policy.text)
-    _clean(acl_cluster)
+    _clean(acl_cluster, since)
