@@ -183,3 +183,27 @@ async def test_acl_data_survives_a_reopen(backend: Backend) -> None:
         assert await acl.bootstrap(token(A2), "hash-2") is not None  # saving tokens is no bootstrap
     finally:
         await s.close()
+
+
+async def test_one_unit_of_work_holds_peerings_and_acl_rows_under_one_index(stores: Stores) -> None:
+    """ACL rows are written through the same units of work as peerings (the seam), not a store of their own."""
+    async with stores.peerings.transaction() as unit:
+        peering = await unit.save(Peering("1", "a", "default", Role.ACCEPTOR, PeeringState.INITIAL))
+        policy = await unit.acl.save_policy(Policy("p1", "readers", "", ""))
+        saved = await unit.acl.save_token(token(A1, policy), "hash-1")
+    assert peering.modify_index == policy.modify_index == saved.modify_index == unit.index == 2
+
+    async def failing() -> None:
+        async with stores.peerings.transaction() as unit:
+            await unit.acl.save_policy(Policy("p2", "writers", "", ""))
+            await unit.save(Peering("2", "b", "default", Role.ACCEPTOR, PeeringState.INITIAL))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    assert await stores.acl.policy(id="p2") is None  # undone with the peering
+    assert await stores.peerings.get_by_id("2") is None
+    assert await stores.peerings.current_index() == 2
+    async with stores.peerings.transaction() as unit:
+        assert await unit.acl.delete_token("nobody") is False
+        assert not unit.wrote  # deleting nothing takes no index

@@ -63,8 +63,59 @@ class Fence:
     epoch: int  # bumped on every change of holder
 
 
+class AclReads(Protocol):
+    """ACL reads of a database (`Database.acl`), outside any unit of work."""
+
+    async def policies(self, ids: list[str] | None = None) -> list[Policy]:
+        """Every policy sorted by name (bytes), or only those with these IDs."""
+
+    async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
+        """One policy by ID or by (exact) name."""
+
+    async def tokens(self) -> list[AclToken]:
+        """Every token, oldest first."""
+
+    async def token(self, accessor_id: str) -> AclToken | None:
+        """One token by AccessorID."""
+
+    async def token_by_secret(self, secret_hash: str) -> AclToken | None:
+        """The token whose secret hashes to `secret_hash`."""
+
+
+class AclWrites(Protocol):
+    """ACL writes inside one unit of work (`UnitOfWork.acl`): the unit's index, the unit's transaction."""
+
+    async def save_policy(self, policy: Policy) -> Policy:
+        """Insert or update a policy; returns it with its indexes set.
+
+        Raises:
+            NameTakenError: another policy has this name.
+        """
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        """Delete a policy (tokens lose the link); False (and no index taken) if there was none."""
+
+    async def save_token(self, token: AclToken, secret_hash: str | None = None) -> AclToken:
+        """Insert a new token (with its secret's hash) or, without a hash, update an existing one.
+
+        Raises:
+            SecretAlreadyUsedError: the secret or the AccessorID is already in use by another token.
+            RowMissingError: an update (no hash) of a token that does not exist.
+        """
+
+    async def bootstrap(self, token: AclToken, secret_hash: str) -> AclToken | None:
+        """Insert the bootstrap token, unless a bootstrap was done before (then None)."""
+
+    async def delete_token(self, accessor_id: str) -> bool:
+        """Delete a token; False (and no index taken) if there was none."""
+
+
 class Transaction(Protocol):
     """One unit of work (see the module docstring): commits on a clean exit, rolls back on an exception."""
+
+    @property
+    def acl(self) -> AclWrites:
+        """The ACL repository's writes in this unit."""
 
     async def fence(self, fence: Fence) -> None:
         """Refuse this unit unless `fence` still holds its lease (PostgreSQL: checked and locked in the
@@ -122,7 +173,11 @@ class Store(Protocol):
     """Durable peerings of one cluster."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """Open a write transaction (writers are serialised)."""
+        """Open a unit of work (units are serialised: see the module docstring)."""
+
+    @property
+    def acl(self) -> AclReads:
+        """The ACL repository's reads."""
 
     async def get(self, partition: str, name: str) -> Peering | None:
         """Read one peering by name (compared lower-cased)."""
@@ -160,7 +215,8 @@ UnitOfWork = Transaction
 
 
 class AclStore(Protocol):
-    """Durable ACL policies and tokens of one cluster (token secrets only as SHA-256 hashes)."""
+    """Durable ACL policies and tokens of one cluster (token secrets only as SHA-256 hashes), as the ACL
+    service sees them: `store/acl.py: DatabaseAcl` implements it over any `Database`, one unit per write."""
 
     async def policies(self, ids: list[str] | None = None) -> list[Policy]:
         """Every policy sorted by name, or only those with these IDs."""

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from peering.domain import Peering
-from peering.store.base import Fence, Secrets, Store, Transaction
+from peering.store.base import AclReads, AclWrites, Fence, Secrets, Store, Transaction
 
 
 class _RecordingTransaction:
@@ -31,6 +31,10 @@ class _RecordingTransaction:
     @property
     def wrote(self) -> bool:
         return self._inner.wrote
+
+    @property
+    def acl(self) -> AclWrites:
+        return self._inner.acl
 
     async def fence(self, fence: Fence) -> None:
         await self._inner.fence(fence)
@@ -139,6 +143,10 @@ class CachedStore:
             self._partition_index[partition] = max(index, self._partition_index.get(partition, 0))
         if len(self._removed_at) > 100_000:
             self._removed_at.clear()  # IDs are never reused, so old tombstones only guard late arrivals
+
+    @property
+    def acl(self) -> AclReads:
+        return self._inner.acl  # ACL reads are not cached
 
     async def get(self, partition: str, name: str) -> Peering | None:
         peering_id = self._by_name.get((partition, name.lower()))

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+
+def timestamp(moment: datetime) -> str:
+    """Fixed-width UTC text, so that comparing strings in SQL compares times (how every time is stored)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: peerings, their secrets, the index counter and per-partition indexes
     """

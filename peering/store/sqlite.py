@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +23,16 @@ import aiosqlite
 
 from peering.domain import Peering, PeeringState, Remote, Role
 from peering.errors import ConstraintError, NameTakenError, RemoteClusterTakenError
+from peering.store.acl_sqlite import SqliteAclReads, SqliteAclWrites
 from peering.store.base import Fence, Secrets
 from peering.store.group_commit import GroupCommit
 from peering.store.inline_writer import InlineWriter
-from peering.store.schema import MIGRATIONS
+from peering.store.schema import MIGRATIONS, timestamp
 
 _COLUMNS = (
     "id, partition, name, role, state, meta, deleted_at, peer_id, peer_ca_pems, peer_server_name, "
     "peer_server_addresses, remote_datacenter, remote_partition, remote_cluster, create_index, modify_index"
 )
-
-
-def _timestamp(moment: datetime) -> str:
-    """Fixed-width UTC text, so that comparing strings in SQL compares times."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _to_row(p: Peering) -> tuple[Any, ...]:
@@ -47,7 +43,7 @@ def _to_row(p: Peering) -> tuple[Any, ...]:
         p.role.value,
         p.state.value,
         json.dumps(dict(p.meta)),
-        _timestamp(p.deleted_at) if p.deleted_at else None,
+        timestamp(p.deleted_at) if p.deleted_at else None,
         p.peer_id,
         json.dumps(list(p.peer_ca_pems)),
         p.peer_server_name,
@@ -99,6 +95,11 @@ class SqliteTransaction:
     def __init__(self, conn: InlineWriter) -> None:
         self._conn = conn
         self._index: int | None = None
+        self._acl = SqliteAclWrites(conn, self.bump)
+
+    @property
+    def acl(self) -> SqliteAclWrites:
+        return self._acl
 
     @property
     def wrote(self) -> bool:
@@ -125,16 +126,6 @@ class SqliteTransaction:
 
     async def fence(self, fence: Fence) -> None:
         """Nothing to check: one process holds SQLite's file (its lock in `server/lock.py`), so its lease."""
-
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        """Run one statement in the transaction (for the other SQLite tables); the rows it changed."""
-        cursor = await self._conn.execute(sql, params)  # one round trip: nothing to fetch, no close needed
-        return cursor.rowcount
-
-    async def fetch_row(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """The first row of a query in the transaction, or None."""
-        rows = list(await self._conn.execute_fetchall(sql, params))
-        return rows[0] if rows else None
 
     async def get(self, partition: str, name: str) -> Peering | None:
         return await _fetch_one(
@@ -223,7 +214,7 @@ class SqliteTransaction:
         return cursor.rowcount == 1
 
     async def schedule_removal(self, peering_id: str, at: datetime) -> None:
-        await self._conn.execute("UPDATE peerings SET remove_after = ? WHERE id = ?", (_timestamp(at), peering_id))
+        await self._conn.execute("UPDATE peerings SET remove_after = ? WHERE id = ?", (timestamp(at), peering_id))
 
 
 async def _fetch_one(conn: InlineWriter | aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Peering | None:
@@ -240,6 +231,7 @@ class SqliteStore:
         self._reader = reader
         self._group = GroupCommit(writer)
         self._read_lock = asyncio.Lock()
+        self._acl = SqliteAclReads(self._rows)
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -274,10 +266,14 @@ class SqliteStore:
         async with self._group.transaction() as conn:
             yield SqliteTransaction(conn)
 
-    async def read_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """The rows of a query on the reader (for the other SQLite tables)."""
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of a query on the reader (for the ACL reads)."""
         async with self._read_lock, self._reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
+
+    @property
+    def acl(self) -> SqliteAclReads:
+        return self._acl
 
     async def get(self, partition: str, name: str) -> Peering | None:
         async with self._read_lock:
@@ -324,7 +320,7 @@ class SqliteStore:
             self._read_lock,
             self._reader.execute(
                 f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after > ?",
-                (_timestamp(now),),
+                (timestamp(now),),
             ) as cur,
         ):
             return [_from_row(row) for row in await cur.fetchall()]
@@ -361,7 +357,7 @@ class SqliteStore:
             self._read_lock,
             self._reader.execute(
                 f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after <= ?",
-                (_timestamp(now),),
+                (timestamp(now),),
             ) as cur,
         ):
             return [_from_row(row) for row in await cur.fetchall()]

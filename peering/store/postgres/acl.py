@@ -1,17 +1,28 @@
-"""PostgreSQL implementation of the ACL store (same database and index counter as the peerings)."""
+"""PostgreSQL's ACL tables (same database, units of work and index counter as the peerings).
+
+`PostgresAclReads` is `PostgresStore.acl`; `PostgresAclWrites` is `PostgresTransaction.acl`.
+`PostgresAclStore` is the backend-neutral `DatabaseAcl` under its older name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from peering.acl_model import AclToken, Policy, PolicyLink
 from peering.errors import NameTakenError, RowMissingError, SecretAlreadyUsedError
+from peering.store.acl import DatabaseAcl
 from peering.store.postgres.errors import unstorable
-from peering.store.postgres.store import PostgresStore, PostgresTransaction
+
+if TYPE_CHECKING:
+    from peering.store.postgres.store import PostgresTransaction
+
+Fetch = Callable[..., Awaitable[list[asyncpg.Record]]]
+
 
 _POLICY_COLUMNS = "id, name, description, rules, create_index, modify_index"
 _ACCESS_COLUMNS = (
@@ -55,60 +66,33 @@ def _changed(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresAclStore:
-    """ACL tables of a `PostgresStore` (see `store.base.AclStore`); reads on its pool, writes in its transactions."""
+PostgresAclStore = DatabaseAcl  # the name app.py and the tests know
 
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
+
+class PostgresAclReads:
+    """ACL reads of a `PostgresStore` (see `store.base.AclReads`), one statement each on its pool."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
 
     async def _tokens(self, sql: str, *args: Any) -> list[AclToken]:
-        rows = await self._store.fetch(sql, *args)
+        rows = await self._fetch(sql, *args)
         wanted = sorted({pid for row in rows for pid in row[2]})
         names = {p.id: p.name for p in await self.policies(wanted)} if wanted else {}
         return [_token(row, names) for row in rows]
 
-    # policies
-
     async def policies(self, ids: list[str] | None = None) -> list[Policy]:
         if ids is None:
-            rows = await self._store.fetch(POLICIES)
+            rows = await self._fetch(POLICIES)
         elif not (ids := [pid for pid in ids if not unstorable((pid,))]):  # IDs no policy can have: dropped
             return []
         else:
-            rows = await self._store.fetch(POLICIES_BY_ID, ids)
+            rows = await self._fetch(POLICIES_BY_ID, ids)
         return [_policy(row) for row in rows]
 
     async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
-        rows = (
-            await self._store.fetch(POLICY_BY_ID, id)
-            if id is not None
-            else await self._store.fetch(POLICY_BY_NAME, name)
-        )
+        rows = await self._fetch(POLICY_BY_ID, id) if id is not None else await self._fetch(POLICY_BY_NAME, name)
         return _policy(rows[0]) if rows else None
-
-    async def save_policy(self, policy: Policy) -> Policy:
-        async with self._store.transaction() as tx:
-            index = await tx.bump()
-            existing = await tx.fetchval(POLICY_CREATE_INDEX, policy.id)
-            create_index = existing if existing is not None else index
-            try:
-                await tx.execute(
-                    SAVE_POLICY, policy.id, policy.name, policy.description, policy.rules, create_index, index
-                )
-            except asyncpg.UniqueViolationError:
-                raise NameTakenError("acl_policy", policy.name) from None
-        return replace(policy, create_index=create_index, modify_index=index)
-
-    async def delete_policy(self, policy_id: str) -> bool:
-        if unstorable((policy_id,)):
-            return False  # no policy has such an ID
-        async with self._store.transaction() as tx:
-            deleted = _changed(await tx.execute(DELETE_POLICY, policy_id)) == 1
-            if deleted:
-                await tx.bump()
-        return deleted
-
-    # tokens
 
     async def tokens(self) -> list[AclToken]:
         return await self._tokens(TOKENS)
@@ -121,24 +105,50 @@ class PostgresAclStore:
         found = await self._tokens(TOKEN_BY_SECRET, secret_hash)
         return found[0] if found else None
 
+
+class PostgresAclWrites:
+    """ACL writes of one `PostgresTransaction` (see `store.base.AclWrites`)."""
+
+    def __init__(self, tx: PostgresTransaction) -> None:
+        self._tx = tx
+
+    async def save_policy(self, policy: Policy) -> Policy:
+        tx = self._tx
+        index = await tx.bump()
+        existing = await tx.fetchval(POLICY_CREATE_INDEX, policy.id)
+        create_index = existing if existing is not None else index
+        # a savepoint keeps the unit usable after the conflict, as SQLite's statement rollback does
+        await tx.execute("SAVEPOINT acl")
+        try:
+            await tx.execute(SAVE_POLICY, policy.id, policy.name, policy.description, policy.rules, create_index, index)
+        except asyncpg.UniqueViolationError:
+            await tx.execute("ROLLBACK TO SAVEPOINT acl")
+            raise NameTakenError("acl_policy", policy.name) from None
+        finally:
+            await tx.execute("RELEASE SAVEPOINT acl")
+        return replace(policy, create_index=create_index, modify_index=index)
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        if unstorable((policy_id,)) or await self._tx.fetchval(POLICY_CREATE_INDEX, policy_id) is None:
+            return False  # no policy has such an ID
+        await self._tx.bump()  # first: the change feed's row for the delete carries this unit's index
+        await self._tx.execute(DELETE_POLICY, policy_id)
+        return True
+
     async def save_token(self, token: AclToken, secret_hash: str | None = None) -> AclToken:
-        async with self._store.transaction() as tx:
-            return await _upsert_token(tx, token, secret_hash)
+        return await _upsert_token(self._tx, token, secret_hash)
 
     async def bootstrap(self, token: AclToken, secret_hash: str) -> AclToken | None:
-        async with self._store.transaction() as tx:
-            if _changed(await tx.execute(BOOTSTRAP)) != 1:
-                return None
-            return await _upsert_token(tx, token, secret_hash)
+        if _changed(await self._tx.execute(BOOTSTRAP)) != 1:
+            return None
+        return await _upsert_token(self._tx, token, secret_hash)
 
     async def delete_token(self, accessor_id: str) -> bool:
-        if unstorable((accessor_id,)):
+        if unstorable((accessor_id,)) or await self._tx.fetchval(TOKEN_CREATE_INDEX, accessor_id) is None:
             return False  # no token has such an AccessorID
-        async with self._store.transaction() as tx:
-            deleted = _changed(await tx.execute(DELETE_TOKEN, accessor_id)) == 1
-            if deleted:
-                await tx.bump()
-        return deleted
+        await self._tx.bump()
+        await self._tx.execute(DELETE_TOKEN, accessor_id)
+        return True
 
 
 def _token(row: Any, names: dict[str, str]) -> AclToken:
@@ -175,11 +185,15 @@ async def _upsert_token(tx: PostgresTransaction, token: AclToken, secret_hash: s
     if secret_hash is None:
         raise RowMissingError("acl_token", token.accessor_id)
     created = _utc(token.create_time or datetime.now(UTC))
+    await tx.execute("SAVEPOINT acl")
     try:
         await tx.execute(
             INSERT_TOKEN, secret_hash, token.accessor_id, token.description, policy_ids, token.management, expires,
             cidrs, token.local, created, index, index,
         )  # fmt: skip
     except asyncpg.UniqueViolationError:
+        await tx.execute("ROLLBACK TO SAVEPOINT acl")
         raise SecretAlreadyUsedError("secret") from None
+    finally:
+        await tx.execute("RELEASE SAVEPOINT acl")
     return replace(token, create_index=index, modify_index=index)

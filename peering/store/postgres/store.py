@@ -32,6 +32,7 @@ from peering.errors import (
 )
 from peering.store.base import Fence, Secrets
 from peering.store.postgres import queries as q
+from peering.store.postgres.acl import PostgresAclReads, PostgresAclWrites
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
 from peering.store.postgres.rows import from_row, to_args
 from peering.store.postgres.rows import utc as _utc
@@ -62,8 +63,13 @@ class PostgresTransaction:
     """A write transaction on one pooled connection (see `store.base.Transaction`)."""
 
     def __init__(self, conn: Conn) -> None:
-        self.conn = conn  # for the sibling ACL module; every call on it goes through `run`
+        self.conn = conn
         self._index: int | None = None
+        self._acl = PostgresAclWrites(self)
+
+    @property
+    def acl(self) -> PostgresAclWrites:
+        return self._acl
 
     @property
     def wrote(self) -> bool:
@@ -189,6 +195,11 @@ class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, budget: float) -> None:
         self._pool = pool
         self._budget = budget
+        self._acl = PostgresAclReads(self.fetch)
+
+    @property
+    def acl(self) -> PostgresAclReads:
+        return self._acl
 
     @classmethod
     async def open(
