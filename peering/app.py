@@ -18,6 +18,7 @@ from peering.acl import AclService
 from peering.api import acl, agent, docs, errors, peer, peerings, status
 from peering.api.access_log import RequestLog
 from peering.api.fast_path import FastPath
+from peering.api.forwarded import TrustedProxies
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.api.render import PeeringBytes
 from peering.cluster import Cluster, Timings, utcnow
@@ -125,6 +126,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             app.add_middleware(FastPath, service=runtime.service, encoded=app.state.encoded)
         app.state.metrics = runtime.cluster.metrics
         app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
+        if runtime.settings.trusted_proxies:  # outermost: the log and the ACL checks see the client it finds
+            app.add_middleware(TrustedProxies, trusted=runtime.settings.trusted_proxies)
     return app
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
 
@@ -42,6 +43,29 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     ui: bool = True  # the operator console at /ui/ (peering/ui); --no-ui or PEERING_UI=false turns it off
+    # a comma-separated CIDR list: connections from these may say who the client is in X-Forwarded-For
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # connection limits of each listener, in total and per source address (SECURITY.md); no flags, only
+    # PEERING_* variables. The client port holds every open blocking query, hence its size.
+    http_max_conns: int = Field(default=16384, ge=1)
+    http_max_conns_per_client: int = Field(default=4096, ge=1)
+    peering_max_conns: int = Field(default=512, ge=1)  # an idle TLS connection holds ~50 KB
+    peering_max_conns_per_client: int = Field(default=128, ge=1)
+    peering_handshake_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks: list[IPv4Network | IPv6Network] = []
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    networks.append(ip_network(part.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not a CIDR (like 10.0.0.0/8 or 127.0.0.1/32)") from None
+        return tuple(networks)
 
     @field_validator("http_addr", "peering_addr", "advertise_addr")
     @classmethod

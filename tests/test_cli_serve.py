@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from peering import __version__
 from peering.cli import main, serve
 from peering.settings import Settings
 
+LIMITS = (
+    "http_max_conns",
+    "http_max_conns_per_client",
+    "peering_max_conns",
+    "peering_max_conns_per_client",
+    "peering_handshake_timeout",
+)
 SUBCOMMANDS = ["serve", "openapi", "generate-token", "establish", "read", "list", "delete", "check"]
 
 
@@ -104,10 +112,11 @@ def test_serve_options_win_over_env(started: list[Settings], monkeypatch: pytest
         "--acl-initial-management-token=root-secret",
         "--log-level=debug",
         "--log-format=json",
+        "--trusted-proxies=127.0.0.1/32, 10.0.0.0/8",
     ]
     assert main(argv) == 0
     [settings] = started
-    assert settings.model_dump(exclude={"acl_initial_management_token"}) == {
+    assert settings.model_dump(exclude={"acl_initial_management_token", *LIMITS}) == {
         "data_dir": tmp_path,
         "http_addr": "127.0.0.1:0",
         "peering_addr": "0.0.0.0:8503",
@@ -119,8 +128,30 @@ def test_serve_options_win_over_env(started: list[Settings], monkeypatch: pytest
         "acl_default_policy": "allow",
         "log_level": "debug",
         "log_format": "json",
+        "trusted_proxies": (ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8")),
+        "ui": True,
     }
     assert settings.acl_initial_management_token == SecretStr("root-secret")
+
+
+def test_connection_limits_come_from_the_environment(started: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection limits have no flags (SECURITY.md documents them); `PEERING_*` sets them."""
+    defaults = Settings()
+    assert {name: getattr(defaults, name) for name in LIMITS} == {
+        "http_max_conns": 16384,
+        "http_max_conns_per_client": 4096,
+        "peering_max_conns": 512,
+        "peering_max_conns_per_client": 128,
+        "peering_handshake_timeout": 5.0,
+    }
+    assert defaults.trusted_proxies == ()
+    for name in LIMITS:
+        monkeypatch.setenv(f"PEERING_{name.upper()}", "7")
+    monkeypatch.setenv("PEERING_TRUSTED_PROXIES", "::1,192.168.0.0/16")
+    assert main(["serve"]) == 0
+    [settings] = started
+    assert {name: getattr(settings, name) for name in LIMITS} == dict.fromkeys(LIMITS, 7)
+    assert settings.trusted_proxies == (ip_network("::1/128"), ip_network("192.168.0.0/16"))
 
 
 def test_serve_returns_the_exit_code_of_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,6 +178,17 @@ def test_serve_returns_the_exit_code_of_run(monkeypatch: pytest.MonkeyPatch) -> 
             {},
             "Invalid --http-addr 'nowhere': Value error, 'nowhere' is not a valid host:port address\n"
             "Invalid --datacenter 'a b': String should match pattern '^[a-zA-Z0-9_-]{1,64}$'",
+        ),
+        (
+            ["--trusted-proxies=10.0.0.0/8,proxy.example"],
+            {},
+            "Invalid --trusted-proxies '10.0.0.0/8,proxy.example': Value error, "
+            "'proxy.example' is not a CIDR (like 10.0.0.0/8 or 127.0.0.1/32)",
+        ),
+        (
+            [],
+            {"PEERING_HTTP_MAX_CONNS": "0"},
+            "Invalid PEERING_HTTP_MAX_CONNS '0': Input should be greater than or equal to 1",
         ),
     ],
 )

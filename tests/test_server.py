@@ -7,6 +7,10 @@ import signal
 import socket
 import ssl
 import stat
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -63,28 +67,82 @@ def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
         assert again.stop(signal.SIGINT) == 0
 
 
-def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
-    with running_cluster(tmp_path / "a") as first:
-        import subprocess
-        import sys
+def _serve_once(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `peering serve` expecting it to refuse to start (bounded by a timeout)."""
+    command = [sys.executable, "-m", "peering", "serve", "--data-dir", str(data_dir), *args]
+    defaults = [("--http-addr", "127.0.0.1:0"), ("--peering-addr", "127.0.0.1:0")]
+    command += [part for flag, value in defaults if flag not in args for part in (flag, value)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "peering",
-                "serve",
-                "--data-dir",
-                str(tmp_path / "b"),
-                "--http-addr",
-                first.ready["http_addr"],
-                "--peering-addr",
-                "127.0.0.1:0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+
+def test_serve_names_the_address_in_use(tmp_path: Path) -> None:
+    """A listen address in use: exit 1 with one line naming it (SPEC §2), for either port."""
+    with running_cluster(tmp_path / "a") as first:
+        for flag, taken in (("--http-addr", first.ready["http_addr"]), ("--peering-addr", first.peering_addr)):
+            result = _serve_once(tmp_path / "b", flag, taken)
+            assert result.returncode == 1
+            assert result.stderr.endswith(f"[ERROR] peering.server: cannot listen on {taken}: address already in use\n")
+            assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert first.process.poll() is None
+
+
+def test_a_data_dir_in_use_is_refused_until_its_process_is_gone(tmp_path: Path) -> None:
+    """A second process on a data dir in use is refused at start, naming the dir; the lock goes with the
+    process, also when it is killed with -9, and the next start works."""
+    data = tmp_path / "data"
+    with running_cluster(data) as first:
+        result = _serve_once(data)
         assert result.returncode == 1
-        assert "cannot start" in result.stderr
+        assert f"data dir {data.resolve()} is in use by another peering process" in result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
+        with httpx.Client(base_url=first.http_url, timeout=10) as http:
+            assert http.get("/v1/peerings").status_code == 200  # the first one is untouched
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    with running_cluster(data) as again:
+        assert again.ready["cluster_id"] == first.ready["cluster_id"]
+        assert again.stop() == 0
+
+
+def _pending_blocking_queries(http: httpx.Client) -> float:
+    metrics = http.get("/v1/agent/metrics", params={"format": "prometheus"}).text
+    return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("peering_blocking_queries ")))
+
+
+def test_sigterm_answers_an_open_blocking_query_and_exits_promptly(tmp_path: Path) -> None:
+    """SIGTERM with a blocking query, an idle keep-alive, an idle TLS connection and a TCP connection that
+    never starts its handshake open: the query gets its 200 and the list at once, the process exits 0
+    within 3 s, and nothing is logged as an error."""
+    data = tmp_path / "data"
+    with running_cluster(data) as cluster, httpx.Client(base_url=cluster.http_url, timeout=10) as http:
+        assert http.post("/v1/peering/token", json={"PeerName": "cluster-02"}).status_code == 200
+        index = http.get("/v1/peerings").headers["X-Consul-Index"]  # this connection stays open, idle
+        answers: list[httpx.Response] = []
+
+        def watch() -> None:
+            with httpx.Client(base_url=cluster.http_url, timeout=30) as watcher:
+                answers.append(watcher.get("/v1/peerings", params={"index": index, "wait": "5m"}))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        host, port = cluster.peering_addr.rsplit(":", 1)
+        context = ssl.create_default_context(cadata=(data / "ca.pem").read_text())
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="server.dc1.consul"),
+            socket.create_connection((host, int(port)), timeout=5),
+        ):
+            deadline = time.monotonic() + 10
+            while _pending_blocking_queries(http) < 1:
+                assert time.monotonic() < deadline, "the blocking query never started"
+                time.sleep(0.02)
+            started = time.monotonic()
+            cluster.process.send_signal(signal.SIGTERM)
+            assert cluster.process.wait(10) == 0
+            assert time.monotonic() - started < 3
+        watcher.join(10)
+    [answer] = answers
+    assert answer.status_code == 200
+    assert [peering["Name"] for peering in answer.json()] == ["cluster-02"]
+    assert not any('"level": "error"' in line or "Traceback" in line for line in cluster.lines), cluster.lines
+    assert "stopped" in [json.loads(line)["message"] for line in cluster.lines]

@@ -1,0 +1,185 @@
+"""The HTTP protocol of both listeners: uvicorn's h11 protocol with admission, a request deadline, a head
+cap and an early 413 for a body announced over the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+
+from peering.api.body import MAX_BODY_BYTES
+from peering.server.admission import Gate, Refused, Slot
+
+log = logging.getLogger("peering.server")
+
+CLOSE_GRACE = 0.5  # seconds a closing connection gets to finish its TLS goodbye
+LINGER = 1.0  # seconds a refused connection is read (and discarded) so that its request cannot reset the 429
+MAX_LINGERING = 256  # refused connections lingering at once; beyond that a refusal is a plain close
+REQUEST_TIMEOUT = 10.0  # seconds a client has to send a whole request (head and body), from connect or last answer
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers; a longer head is a 431 and the connection closes
+
+
+def refusal(status: str, text: str) -> bytes:
+    """A whole HTTP/1.1 answer with a plain-text body that closes the connection."""
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+        f"content-length: {len(text)}\r\n\r\n{text}"
+    ).encode()
+
+
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers (h11 also takes bare LFs)
+_TIMED_OUT = refusal("408 Request Timeout", "request timeout")
+_HEAD_TOO_LARGE = refusal("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
+TOO_MANY = {why: refusal("429 Too Many Requests", why.value) for why in Refused}
+_TOO_LARGE_TEXT = f"Request body too large: the limit is {MAX_BODY_BYTES} bytes".encode()  # as the routes say
+_TOO_LARGE_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_TOO_LARGE_TEXT)).encode()),
+    (b"connection", b"close"),
+]
+
+
+class HttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol, admitted by a `Gate`, with a deadline for each request and a cap on its head.
+
+    uvicorn bounds only the idle time between requests (`timeout_keep_alive`), and any byte cancels it: a
+    client that trickles a request head or body (slowloris) would otherwise hold its connection for ever.
+    Once the request is in, the deadline is off (a blocking query may wait minutes); the next request on a
+    keep-alive connection gets a new one.
+
+    h11 refuses only a head still incomplete past its limit; one that arrives whole in a single read (up
+    to 256 KiB) would pass, so the head's size is checked here before h11 sees the bytes.
+
+    uvicorn answers `Expect: 100-continue` as soon as the app reads the body, before the app could see that
+    the announced length is over the limit; such a request gets its 413 here, without a 100 first.
+
+    Subclasses (one per listener, made by `protocol_class`) set the gate and the request deadline.
+    """
+
+    gate: ClassVar[Gate]
+    request_timeout: ClassVar[float] = REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+    slot: Slot | None = None  # set before `connection_made` when the TLS handshake admitted the connection
+    lingering: ClassVar[list[int]] = [0]  # refused connections being read out now (one counter per listener)
+    _discarding = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._served = self.app
+        self.app = self._guard
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.slot is None:
+            admitted = self.gate.admit(self.client[0] if self.client else "", self._evicted)
+            if isinstance(admitted, Refused):
+                self._turn_away(TOO_MANY[admitted])
+                return
+            self.slot = admitted
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # the whole request arrived (or the connection is done with)
+        cycle: RequestResponseCycle | None = self.cycle  # None until the first request head
+        if self.slot is not None and cycle is not None and not cycle.response_complete:
+            self.slot.busy()
+
+    def on_response_complete(self) -> None:
+        if self.slot is not None:
+            self.slot.idle()
+        self._arm()
+        super().on_response_complete()  # may start a pipelined request: busy again
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
+            pending = self.conn.trailing_data[0] + data
+            end = _HEAD_END.search(pending)
+            if (end.start() if end else len(pending)) > MAX_HEAD_BYTES:
+                log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
+                self._refuse(_HEAD_TOO_LARGE)
+                return
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._discarding:
+            self.lingering[0] -= 1
+        self._disarm()
+        if self.slot is not None:
+            self.slot.release()
+        super().connection_lost(exc)
+
+    async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
+        """The app, unless the request waits for a `100 Continue` to send a body over the limit."""
+        if self.cycle.waiting_for_100_continue and _announced(scope["headers"]) > MAX_BODY_BYTES:
+            log.debug("refusing a body announced over %d bytes before it is sent", MAX_BODY_BYTES)
+            self.cycle.keep_alive = False  # the body the client may still send is not read
+            await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
+            await send({"type": "http.response.body", "body": _TOO_LARGE_TEXT})
+            return
+        await self._served(scope, receive, send)
+
+    def _arm(self) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self._deadline = self.loop.call_later(self.request_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        log.debug("closing a connection whose request did not arrive within %.1f s", self.request_timeout)
+        answered = self.conn.their_state is not h11.IDLE and self.cycle.response_started
+        self._refuse(b"" if answered else _TIMED_OUT)
+
+    def _evicted(self) -> None:
+        """The gate closes this idle connection to admit another (no close_notify wait on TLS)."""
+        self._disarm()
+        self.transport.abort()
+
+    def _turn_away(self, answer: bytes) -> None:
+        """Answer a connection the gate refused, without serving it.
+
+        A request that arrives after the server closed would make the kernel reset the connection, and the
+        client would lose the answer with it: the connection is half-closed and read out for a moment.
+        """
+        if self.lingering[0] >= MAX_LINGERING or not self.transport.can_write_eof():
+            self._refuse(answer)
+            return
+        self.lingering[0] += 1
+        self._discarding = True
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.abort)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm()
+        self.transport.write(answer)
+        self.transport.close()
+        # a TLS close waits for the client's close_notify, which a stalled client never sends
+        self.loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+
+def _announced(headers: list[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) < 20 else 0  # h11 already refused a bad one
+    return 0
+
+
+def protocol_class(gate: Gate, request_timeout: float) -> type[HttpProtocol]:
+    """The HTTP protocol class for one listener: its gate and request deadline."""
+    attributes = {"gate": gate, "request_timeout": request_timeout, "lingering": [0]}
+    return type("PeeringHttpProtocol", (HttpProtocol,), attributes)

@@ -1,0 +1,149 @@
+"""TLS for the peering listener, set up here rather than by `loop.create_server(ssl=…)`.
+
+asyncio would hand a connection to its protocol only after the handshake, so connections that never
+finish one (a TCP connect and nothing more) would be invisible to admission for the 60 s of asyncio's
+default handshake timeout. Here every accepted TCP connection is admitted first (idle, so evictable),
+then, once its hello arrives, wrapped in asyncio's own TLS protocol under a short handshake deadline,
+which hands the connection to the HTTP protocol once the handshake is done.
+
+Memory per idle connection matters when an attacker opens thousands: asyncio's TLS protocol gives each
+a 256 KiB read buffer up front (ours reads one TLS record, 16 KiB, at a time), and OpenSSL holds ~40 KB
+during a handshake, which is why none is begun before the client has sent something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from asyncio import sslproto
+from typing import Any, ClassVar
+
+from peering.server.admission import Gate, Refused, Slot
+from peering.server.protocol import CLOSE_GRACE, HttpProtocol
+
+log = logging.getLogger("peering.server")
+
+HANDSHAKE_TIMEOUT = 5.0  # seconds a client gets to complete the TLS handshake (asyncio's default: 60)
+
+
+class _LeanTls(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a read buffer of one TLS record instead of 256 KiB."""
+
+    max_size = 16 * 1024
+
+
+class _Handshaking:
+    """A connection before the end of its TLS handshake, as the server's shutdown sees it: nothing to finish."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def shutdown(self) -> None:
+        self.transport.abort()
+
+
+class TlsHandshake(asyncio.Protocol):
+    """The protocol uvicorn builds for each accepted peering connection (same arguments as an HTTP one).
+
+    It admits the connection, and when the client's first bytes (its hello) arrive, puts asyncio's TLS
+    protocol, and through it the HTTP protocol, in its place. Until then the connection holds no TLS
+    state at all: a connection that sends nothing costs almost nothing, and is closed when the handshake
+    deadline passes. A subclass per listener (`tls_class`) sets the gate, the server's TLS context, the
+    deadline and the HTTP protocol class.
+    """
+
+    gate: ClassVar[Gate]
+    context: ClassVar[ssl.SSLContext]
+    handshake_timeout: ClassVar[float] = HANDSHAKE_TIMEOUT
+    http_class: ClassVar[type[HttpProtocol]]
+
+    def __init__(self, **http_arguments: Any) -> None:
+        self._arguments = http_arguments
+        self._connections: set[Any] = http_arguments["server_state"].connections
+        self._transport: asyncio.Transport | None = None
+        self._slot: Slot | None = None
+        self._handshaking: _Handshaking | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._accepted = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        admitted = self.gate.admit(str(peer[0]) if peer else "", transport.abort)
+        if isinstance(admitted, Refused):
+            transport.abort()  # no TLS yet, so no HTTP answer could be read: a refusal here is a reset
+            return
+        loop = asyncio.get_running_loop()
+        self._transport, self._slot, self._accepted = transport, admitted, loop.time()
+        self._handshaking = _Handshaking(transport)
+        self._connections.add(self._handshaking)
+        self._deadline = loop.call_later(self.handshake_timeout, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        """The client's hello: from here on asyncio's TLS protocol reads the connection."""
+        transport, slot, handshaking = self._transport, self._slot, self._handshaking
+        if transport is None or slot is None or handshaking is None or transport.is_closing():
+            return
+        self._cancel_deadline()
+        self._transport = self._slot = self._handshaking = None  # the TLS protocol has them now
+        loop = asyncio.get_running_loop()
+        http = self.http_class(**self._arguments)
+        http.slot = slot  # from the end of the handshake on, the HTTP protocol releases it
+        done: asyncio.Future[None] = loop.create_future()
+        connections = self._connections
+        done.add_done_callback(lambda result: _handshake_over(result, http, slot, handshaking, connections))
+        tls = _LeanTls(
+            loop,
+            http,
+            self.context,
+            done,
+            server_side=True,
+            # what is left of the deadline, which runs from the connect
+            ssl_handshake_timeout=max(self.handshake_timeout - (loop.time() - self._accepted), 0.001),  # type: ignore[arg-type]
+            ssl_shutdown_timeout=CLOSE_GRACE,
+        )
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+        view = memoryview(data)
+        while view and not transport.is_closing():
+            buffer = tls.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            tls.buffer_updated(size)
+            view = view[size:]
+
+    def eof_received(self) -> bool | None:
+        return None  # closes the connection: it left before its hello
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # only before the hello (afterwards the TLS protocol is told)
+        self._cancel_deadline()
+        if self._handshaking is not None:
+            self._connections.discard(self._handshaking)
+        if self._slot is not None:
+            self._slot.release()
+        self._transport = self._slot = self._handshaking = None
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+
+def _handshake_over(
+    result: asyncio.Future[None], http: HttpProtocol, slot: Slot, handshaking: _Handshaking, connections: set[Any]
+) -> None:
+    connections.discard(handshaking)
+    failure = None if result.cancelled() else result.exception()
+    transport: asyncio.Transport | None = http.transport  # None until the HTTP protocol got the connection
+    if transport is None:  # timeout, reset, not TLS at all, evicted: the HTTP protocol is never told
+        log.debug("TLS handshake failed: %s", failure or "connection lost")
+        slot.release()
+
+
+def tls_class(gate: Gate, context: ssl.SSLContext, handshake_timeout: float, http: type[HttpProtocol]) -> type[Any]:
+    """The protocol class that uvicorn builds for each connection to the peering listener."""
+    attributes = {"gate": gate, "context": context, "handshake_timeout": handshake_timeout, "http_class": http}
+    return type("PeeringTlsHandshake", (TlsHandshake,), attributes)
