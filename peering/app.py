@@ -24,16 +24,13 @@ from peering.api.render import PeeringBytes
 from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
-from peering.leadership import SoleLeadership
 from peering.links import LinkKeeper
-from peering.notifier import LocalNotifier
 from peering.outbound import Outbound
 from peering.peer_client import PeerClient
+from peering.replica import joined
 from peering.service import PeeringService
 from peering.settings import Settings
-from peering.store.acl_sqlite import SqliteAclStore
-from peering.store.cached import CachedStore
-from peering.store.sqlite import SqliteStore
+from peering.store.open import open_database
 from peering.ui import install as install_ui
 
 DATABASE_FILE = "peering.db"
@@ -63,38 +60,50 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Load the identity, open the store, start the background work; undo it all on exit.
 
+    The backend is the one `--database-url` selects (`store/open.py`); with PostgreSQL this process is
+    one replica (`replica.py`: shared identity, notifier, lease, registry).
     `background=False` leaves heartbeats and removals to the caller (tests drive them by hand).
     """
     identity = load_or_create(settings.data_dir, settings.datacenter)
-    sqlite = await SqliteStore.open(settings.data_dir / DATABASE_FILE)
-    peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
-    try:
-        timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
-        store = await CachedStore.load(sqlite)  # reads from memory, writes through to SQLite
-        cluster = Cluster(
-            store, LocalNotifier(), identity, advertise_addresses=advertise_addresses, timings=timings, now=clock
-        )
-        outbound = Outbound(cluster, peers)
-        service = PeeringService(cluster, outbound)
-        acls = AclService(
-            SqliteAclStore(sqlite), enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
-        )
-        if settings.acl_enabled:
-            initial = settings.acl_initial_management_token
-            await acls.start(initial.get_secret_value() if initial is not None else None)
-        runtime = Runtime(settings, identity, cluster, service, acls, PeerEndpoint(cluster), tuple(advertise_addresses))
-        if not background:
-            yield runtime
-            return
-        keeper = asyncio.create_task(LinkKeeper(cluster, service, outbound, SoleLeadership()).run(), name="links")
+    url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+    async with (
+        open_database(url, settings.data_dir) as database,
+        joined(database, settings, identity, advertise_addresses[0]) as replica,
+    ):
+        peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
         try:
-            yield runtime
+            timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
+            # with replicas, tokens list every live replica's peering address, kept up to date by the registry
+            addresses = replica.addresses if replica.replica_id else tuple(advertise_addresses)
+            cluster = Cluster(
+                database.store, replica.notifier, replica.identity, advertise_addresses=addresses, timings=timings,
+                now=clock,
+            )  # fmt: skip
+            replica.on_addresses.append(lambda found: setattr(cluster, "advertise_addresses", found))
+            outbound = Outbound(cluster, peers)
+            service = PeeringService(cluster, outbound)
+            acls = AclService(
+                database.acl, enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
+            )
+            if settings.acl_enabled:
+                initial = settings.acl_initial_management_token
+                await acls.start(initial.get_secret_value() if initial is not None else None)
+            runtime = Runtime(
+                settings, replica.identity, cluster, service, acls, PeerEndpoint(cluster), tuple(advertise_addresses)
+            )
+            if not background:
+                yield runtime
+                return
+            keeper = LinkKeeper(cluster, service, outbound, replica.leadership)
+            # the lease (or, with SQLite, the process) holds the keeper: losing it cancels every link task
+            owner = asyncio.create_task(replica.leadership.hold(keeper.run), name="links")
+            try:
+                yield runtime
+            finally:
+                owner.cancel()
+                await asyncio.gather(owner, return_exceptions=True)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-    finally:
-        await peers.aclose()
-        await sqlite.close()
+            await peers.aclose()
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:

@@ -214,3 +214,29 @@ def load_or_create(data_dir: Path, datacenter: str, *, now: datetime | None = No
         key_path=paths["server-key.pem"],
         _ca_key=loaded,
     )
+
+
+def shared_parts(data_dir: Path) -> tuple[str, str, str]:
+    """The cluster ID, CA certificate and CA key PEM of an identity `load_or_create` made in `data_dir`:
+    what several replicas of one cluster share (through the database, SPEC §15)."""
+    return (
+        (data_dir / "cluster-id").read_text().strip(),
+        (data_dir / "ca.pem").read_text(),
+        (data_dir / "ca-key.pem").read_text(),
+    )
+
+
+def install_shared(data_dir: Path, cluster_id: str, ca_pem: str, ca_key_pem: str) -> bool:
+    """Make `data_dir` hold this cluster ID and CA (the database's, on a replica); False if it already did.
+
+    The server certificate is dropped when the CA changes, so the next `load_or_create` signs a new one
+    with the shared CA (each replica keeps its own server key).
+    """
+    if shared_parts(data_dir) == (cluster_id, ca_pem, ca_key_pem):
+        return False
+    uuid.UUID(cluster_id)
+    _write(data_dir / "ca-key.pem", ca_key_pem.encode(), 0o600)
+    _write(data_dir / "ca.pem", ca_pem.encode(), 0o644)
+    _write(data_dir / "cluster-id", cluster_id.encode() + b"\n", 0o644)
+    (data_dir / "server.pem").unlink(missing_ok=True)
+    return True

@@ -6,6 +6,8 @@
 - deleted peerings tell their peer, then go; those nobody can tell go after the grace period.
 
 It wakes on every committed write (so a delete or an establish is acted on at once) and on a tick.
+With several replicas it runs inside `Leadership.hold`, so losing the lease cancels it and every link
+task at once; each task also checks `Leadership.valid()` right before it talks to a peer.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class LinkKeeper:
                 or peering.state not in (PeeringState.ACTIVE, PeeringState.FAILING)
             ):
                 return
+            if not self._leadership.valid():
+                return  # the lease is gone: the cancellation is on its way; send nothing more
             try:
                 went_through = await self._outbound.heartbeat(peering)
             except Exception:
@@ -121,6 +125,8 @@ class LinkKeeper:
             peering = await self._cluster.store.get_by_id(peering_id)
             if peering is None:
                 return  # removed meanwhile (grace period over)
+            if not self._leadership.valid():
+                return
             try:
                 told = await self._outbound.terminate(peering)
             except Exception:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     ui: bool = True  # the operator console at /ui/ (peering/ui); --no-ui or PEERING_UI=false turns it off
+    # postgresql://… or postgres://… makes this process one replica on a shared PostgreSQL (SPEC §15); unset:
+    # the SQLite file in the data dir. A secret: it may hold a password, so it is never logged or echoed
+    database_url: SecretStr | None = None
+    lease_ttl: float = Field(default=10.0, gt=0)  # seconds a replica owns the background work unrenewed
     # a comma-separated CIDR list: connections from these may say who the client is in X-Forwarded-For
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # connection limits of each listener, in total and per source address (SECURITY.md); no flags, only
@@ -66,6 +70,15 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"{part.strip()!r} is not a CIDR (like 10.0.0.0/8 or 127.0.0.1/32)") from None
         return tuple(networks)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            scheme = value.get_secret_value().split("://", 1)[0].lower() if "://" in value.get_secret_value() else ""
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError("must start with postgresql:// or postgres://")  # the URL itself is not repeated
+        return value
 
     @field_validator("http_addr", "peering_addr", "advertise_addr")
     @classmethod

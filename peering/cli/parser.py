@@ -343,6 +343,8 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         ("--heartbeat-interval", "SECONDS", "Seconds between heartbeats to an acceptor (default 15)."),
         ("--heartbeat-timeout", "SECONDS", "Seconds without a heartbeat before FAILING (default 120)."),
         ("--acl-initial-management-token", "TOKEN", "Secret of the initial management token (default none)."),
+        ("--database-url", "URL", "postgresql://… makes this a replica on a shared PostgreSQL (default SQLite)."),
+        ("--lease-ttl", "SECONDS", "PostgreSQL: seconds a replica owns background work unrenewed (default 10)."),
         ("--trusted-proxies", "CIDRS", "Comma-separated CIDRs whose X-Forwarded-For is believed (default none)."),
     ]
     for flag, metavar, help_text in options:

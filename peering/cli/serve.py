@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 from peering.cli.commands import CommandError
 from peering.settings import Settings
 
-SECRET_FIELDS = frozenset({"acl_initial_management_token"})
+SECRET_FIELDS = frozenset({"acl_initial_management_token", "database_url"})  # may hold a password
 
 
 def run_cluster(settings: Settings) -> int:

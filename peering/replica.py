@@ -1,0 +1,97 @@
+"""This process as one replica of a cluster (SPEC §12, §15): what differs between the backends, wired once.
+
+With SQLite the process is the whole cluster: an in-process notifier, leadership always held, and the
+identity of the data dir. With PostgreSQL (`Database.postgres_url`), `joined` makes it one of N replicas:
+- the identity is the database's (the first replica's CA and cluster ID, `store/postgres/identity.py`);
+  the data dir receives a copy and this replica signs its own server certificate with that CA;
+- blocking queries wake on every replica's writes (`store/postgres/notify.py`);
+- background work runs under the database lease (`store/postgres/lease.py`);
+- the registry (`store/postgres/replicas.py`) keeps `addresses` to every live replica's peering
+  address, which goes into tokens and `/v1/status/peers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from peering.identity import ClusterIdentity, install_shared, load_or_create, shared_parts
+from peering.leadership import Leadership, SoleLeadership
+from peering.notifier import LocalNotifier, Notifier
+from peering.settings import Settings
+from peering.store.open import Database
+from peering.store.postgres.cluster_schema import connect, create_tables
+from peering.store.postgres.identity import SharedIdentity, adopt
+from peering.store.postgres.lease import PostgresLeadership
+from peering.store.postgres.notify import PostgresNotifier
+from peering.store.postgres.replicas import ReplicaRegistry
+
+log = logging.getLogger("peering.replicas")
+
+
+@dataclass
+class Replica:
+    """The backend-dependent parts of a running cluster process."""
+
+    notifier: Notifier
+    leadership: Leadership
+    identity: ClusterIdentity
+    addresses: tuple[str, ...]  # peering addresses of every live replica (this one's alone with SQLite)
+    replica_id: str = ""
+    on_addresses: list[Callable[[tuple[str, ...]], None]] = field(default_factory=list)
+
+    async def leader_address(self) -> str:
+        """The peering address of the replica running the background work ("" while none does)."""
+        if isinstance(self.leadership, PostgresLeadership):
+            return await self.leadership.owner_address()
+        return self.addresses[0]
+
+    def _changed(self, addresses: tuple[str, ...]) -> None:
+        self.addresses = addresses
+        for listener in self.on_addresses:
+            listener(addresses)
+
+
+@asynccontextmanager
+async def joined(
+    database: Database, settings: Settings, identity: ClusterIdentity, address: str
+) -> AsyncIterator[Replica]:
+    """The replica parts for `database` (see the module docstring), stopped on exit.
+
+    Raises:
+        DatabaseUnavailableError: PostgreSQL cannot be reached at start.
+    """
+    dsn = database.postgres_url
+    if dsn is None:
+        notifier = LocalNotifier()
+        yield Replica(notifier, SoleLeadership(), identity, (address,))
+        return
+    conn = await connect(dsn, 5.0)
+    try:
+        await create_tables(conn)
+        shared = await adopt(conn, SharedIdentity(*shared_parts(settings.data_dir)))
+    finally:
+        await conn.close()
+    if install_shared(settings.data_dir, shared.cluster_id, shared.ca_pem, shared.ca_key_pem):
+        identity = load_or_create(settings.data_dir, settings.datacenter)
+    replica_id = str(uuid.uuid4())
+    pg_notifier = PostgresNotifier(dsn)
+    leadership = PostgresLeadership(dsn, replica_id, address, ttl=settings.lease_ttl)
+    replica = Replica(pg_notifier, leadership, identity, (address,), replica_id)
+    registry = ReplicaRegistry(dsn, replica_id, address, replica._changed, beat=min(2.0, settings.lease_ttl / 3))
+    with contextlib.suppress(Exception):
+        await registry.beat_once()  # tokens made right after the start already list the others
+    pg_notifier.start()
+    beating = asyncio.create_task(registry.run(), name="replica-registry")
+    log.info("joined the cluster as a replica", extra={"replica_id": replica_id, "replicas": len(replica.addresses)})
+    try:
+        yield replica
+    finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+        await pg_notifier.aclose()
