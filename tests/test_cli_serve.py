@@ -130,6 +130,8 @@ def test_serve_options_win_over_env(started: list[Settings], monkeypatch: pytest
         "log_format": "json",
         "trusted_proxies": (ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8")),
         "ui": True,
+        "database_url": None,
+        "lease_ttl": 10.0,
     }
     assert settings.acl_initial_management_token == SecretStr("root-secret")
 
