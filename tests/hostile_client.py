@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import sys
 import time
@@ -268,7 +269,12 @@ async def attack(config: dict[str, Any]) -> dict[str, Any]:
     for task in [*loops, *slots]:
         task.cancel()
     await asyncio.gather(*loops, *slots, return_exceptions=True)
-    return {"holders": [h.stats() for h in holders], "requests": sent.stats()}
+    cpu = os.times()
+    return {
+        "holders": [h.stats() for h in holders],
+        "requests": sent.stats(),
+        "attacker_cpu_seconds": round(cpu.user + cpu.system, 1),
+    }
 
 
 def main() -> None:

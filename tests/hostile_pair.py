@@ -69,10 +69,11 @@ def both_active(pair: Pair, within: float = 15.0) -> None:
 
 
 @contextmanager
-def peered(tmp_path: Path, a_args: tuple[str, ...] = ACLS_ON) -> Iterator[Pair]:
-    """A (with `a_args`) and B, peered through the HTTP API, `ACTIVE` on both sides."""
+def peered(tmp_path: Path, a_args: tuple[str, ...] = ACLS_ON, a_env: dict[str, str] | None = None) -> Iterator[Pair]:
+    """A (with `a_args` and the environment variables `a_env`) and B, peered through the HTTP API, `ACTIVE`
+    on both sides."""
     with (
-        running_cluster(tmp_path / "a", "--datacenter", "dc1", *HEARTBEATS, *a_args) as a,
+        running_cluster(tmp_path / "a", "--datacenter", "dc1", *HEARTBEATS, *a_args, env=a_env) as a,
         running_cluster(tmp_path / "b", "--datacenter", "dc2", *HEARTBEATS) as b,
     ):
         headers = AUTH if "--acl-enabled" in a_args else {}
