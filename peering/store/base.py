@@ -30,6 +30,9 @@ Isolation contract (what callers may rely on, on both backends):
   out of it means nothing of it is acknowledged;
 - a read outside a unit sees committed data only; each read method is one snapshot (a list and
   its index come from the same one); two separate reads may see different snapshots;
+- the change feed (`changes_since`) is written in the same units of work: a page shows exactly the
+  units committed up to its `index`, so a reader that applies pages in order never misses one
+  (unless it falls behind the `horizon`, and then it reloads in full);
 - a fenced unit (`UnitOfWork.fence`) writes only while its lease holds (PostgreSQL; no-op on SQLite,
   where this process always holds it).
 """
@@ -39,7 +42,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from peering.acl_model import AclToken, Policy
 from peering.domain import Peering
@@ -52,6 +55,25 @@ class Secrets:
     establishment_hash: str | None = field(default=None, repr=False)  # acceptor: the unused token's secret
     stream_hash: str | None = field(default=None, repr=False)  # acceptor: the dialer's stream secret
     stream_secret: str | None = field(default=None, repr=False)  # dialer: presented on every heartbeat
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: the row `key` of `kind` was written (or, `deleted`, removed) at `index`."""
+
+    index: int
+    kind: str  # "peering", "acl_policy", "acl_token" (later: catalog and config entries)
+    key: str  # the row's ID (a token's AccessorID)
+    deleted: bool = False
+
+
+class Changes(NamedTuple):
+    """A page of the change feed, read in one snapshot."""
+
+    changes: list[Change]  # in index order; every change of each unit it holds (a unit is never split)
+    upto: int  # read up to here: pass it as the next `since` (the current index unless the page was cut)
+    horizon: int  # feed entries at or below it may have been reaped: a reader whose `since` is below it
+    #             missed some and must reload in full
 
 
 @dataclass(frozen=True)
@@ -208,6 +230,17 @@ class Store(Protocol):
 
     async def secrets(self, peering_id: str) -> Secrets:
         """The secrets of a peering (empty if none), read outside a transaction."""
+
+    async def changes_since(self, since: int, limit: int = 1000) -> Changes:
+        """The change feed after index `since` (at most about `limit` entries, whole units), in one snapshot.
+
+        Every unit of work records one entry per row it wrote, in the same transaction; a removed row
+        leaves a tombstone (`deleted=True`). Secrets are not in the feed (nobody caches them).
+        """
+
+    async def reap_changes(self, before_index: int) -> int:
+        """Drop feed entries below `before_index` (the background owner's job) and raise the horizon to
+        match; takes no index. Returns how many entries went."""
 
 
 Database = Store  # the name of the whole seam; `Store` stays while callers move

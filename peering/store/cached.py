@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from peering.domain import Peering
-from peering.store.base import AclReads, AclWrites, Fence, Secrets, Store, Transaction
+from peering.store.base import AclReads, AclWrites, Changes, Fence, Secrets, Store, Transaction
 
 
 class _RecordingTransaction:
@@ -184,3 +184,9 @@ class CachedStore:
 
     async def secrets(self, peering_id: str) -> Secrets:
         return await self._inner.secrets(peering_id)
+
+    async def changes_since(self, since: int, limit: int = 1000) -> Changes:
+        return await self._inner.changes_since(since, limit)
+
+    async def reap_changes(self, before_index: int) -> int:
+        return await self._inner.reap_changes(before_index)

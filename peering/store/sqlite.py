@@ -8,11 +8,10 @@ mode sees only committed data.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -21,63 +20,16 @@ from typing import Any
 
 import aiosqlite
 
-from peering.domain import Peering, PeeringState, Remote, Role
+from peering.domain import Peering
 from peering.errors import ConstraintError, NameTakenError, RemoteClusterTakenError
 from peering.store.acl_sqlite import SqliteAclReads, SqliteAclWrites
-from peering.store.base import Fence, Secrets
+from peering.store.base import Change, Changes, Fence, Secrets
 from peering.store.group_commit import GroupCommit
 from peering.store.inline_writer import InlineWriter
 from peering.store.schema import MIGRATIONS, timestamp
-
-_COLUMNS = (
-    "id, partition, name, role, state, meta, deleted_at, peer_id, peer_ca_pems, peer_server_name, "
-    "peer_server_addresses, remote_datacenter, remote_partition, remote_cluster, create_index, modify_index"
-)
-
-
-def _to_row(p: Peering) -> tuple[Any, ...]:
-    return (
-        p.id,
-        p.partition,
-        p.name,
-        p.role.value,
-        p.state.value,
-        json.dumps(dict(p.meta)),
-        timestamp(p.deleted_at) if p.deleted_at else None,
-        p.peer_id,
-        json.dumps(list(p.peer_ca_pems)),
-        p.peer_server_name,
-        json.dumps(list(p.peer_server_addresses)),
-        p.remote.datacenter,
-        p.remote.partition,
-        p.remote_cluster,
-        p.create_index,
-        p.modify_index,
-    )
-
-
-def _from_row(row: Iterable[Any]) -> Peering:
-    (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = (
-        values := tuple(row)
-    )[:11]
-    remote_dc, remote_partition, remote_cluster, create_index, modify_index = values[11:]
-    return Peering(
-        id=id_,
-        name=name,
-        partition=partition,
-        role=Role(role),
-        state=PeeringState(state),
-        meta=json.loads(meta),
-        deleted_at=datetime.fromisoformat(deleted_at) if deleted_at else None,
-        peer_id=peer_id,
-        peer_ca_pems=tuple(json.loads(cas)),
-        peer_server_name=server_name,
-        peer_server_addresses=tuple(json.loads(addresses)),
-        remote=Remote(remote_dc, remote_partition),
-        remote_cluster=remote_cluster,
-        create_index=create_index,
-        modify_index=modify_index,
-    )
+from peering.store.sqlite_rows import COLUMNS as _COLUMNS
+from peering.store.sqlite_rows import from_row as _from_row
+from peering.store.sqlite_rows import to_row as _to_row
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -361,6 +313,39 @@ class SqliteStore:
             ) as cur,
         ):
             return [_from_row(row) for row in await cur.fetchall()]
+
+    async def changes_since(self, since: int, limit: int = 1000) -> Changes:
+        async with self._read_lock:
+            await self._reader.execute("BEGIN")  # one snapshot: the page, the counter and the horizon
+            try:
+                rows = list(await self._reader.execute_fetchall(_CHANGES, (since, max(1, limit) - 1, since)))
+                counts = await self._reader.execute_fetchall(
+                    "SELECT (SELECT value FROM counter WHERE id = 1), (SELECT value FROM change_horizon WHERE id = 1)"
+                )
+            finally:
+                await self._reader.execute("COMMIT")
+        changes = [Change(int(i), kind, key, bool(deleted)) for i, kind, key, deleted, _ in rows]
+        current, horizon = (int(v) for v in next(iter(counts)))
+        cut = bool(rows) and bool(next(iter(rows))[4])
+        return Changes(changes, changes[-1].index if cut else max(1, current), horizon)
+
+    async def reap_changes(self, before_index: int) -> int:
+        async with self._group.transaction() as conn:  # a unit that takes no index: no data changed
+            cursor = await conn.execute("DELETE FROM changes WHERE idx < ?", (before_index,))
+            await conn.execute(
+                "UPDATE change_horizon SET value = max(value, min(? - 1, (SELECT value FROM counter WHERE id = 1)))",
+                (before_index,),
+            )
+        return int(cursor.rowcount)
+
+
+# the page: every entry after $since up to the index of the limit-th one (whole units), or all of them;
+# the last column says whether the page was cut there
+_CHANGES = """
+WITH cut AS (SELECT idx FROM changes WHERE idx > ? ORDER BY idx LIMIT 1 OFFSET ?)
+SELECT idx, kind, key, deleted, (SELECT count(*) FROM cut) FROM changes
+WHERE idx > ? AND idx <= coalesce((SELECT idx FROM cut), idx) ORDER BY idx, rowid
+"""
 
 
 async def _migrate(conn: InlineWriter) -> None:

@@ -111,3 +111,20 @@ LIVE_LINKS = (
     f"SELECT {_COLS} FROM peerings WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING') "
     "AND (role = 'dialer' OR remote_cluster <> '')"
 )
+
+# the change feed's page after $1: every entry up to the index of the $2-th one (whole units), or all of
+# them; the counter and the horizon beside it, from the same snapshot (one statement). Rows: a header
+# row (idx NULL) with counter, horizon and whether the page was cut, then the entries.
+CHANGES = """
+WITH cut AS (SELECT idx FROM changes WHERE idx > $1 ORDER BY idx LIMIT 1 OFFSET $2)
+SELECT NULL::bigint, NULL::text, NULL::text, NULL::boolean, (SELECT value FROM counter WHERE id = 1),
+    (SELECT value FROM change_horizon WHERE id = 1), EXISTS (SELECT 1 FROM cut), 0::bigint
+UNION ALL
+SELECT idx, kind, key, deleted, NULL, NULL, NULL, seq FROM changes
+WHERE idx > $1 AND idx <= coalesce((SELECT idx FROM cut), idx)
+ORDER BY 8
+"""
+REAP_CHANGES = "DELETE FROM changes WHERE idx < $1"
+RAISE_HORIZON = (
+    "UPDATE change_horizon SET value = greatest(value, least($1::bigint - 1, (SELECT value FROM counter WHERE id = 1)))"
+)

@@ -94,6 +94,66 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO acl_bootstrap (id, done) VALUES (1, false);
     """,
+    # 2: the change feed, as SQLite's migration 5: one row per changed row and unit of work, written by
+    #    triggers in the same statement; a delete is a tombstone with the deleting unit's index; the horizon
+    #    starts at the current index (rows written before have no entry)
+    """
+    CREATE TABLE changes (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        idx bigint NOT NULL,
+        kind text NOT NULL,
+        key text NOT NULL,
+        deleted boolean NOT NULL
+    );
+    CREATE INDEX changes_by_index ON changes (idx);
+    CREATE TABLE change_horizon (
+        id integer PRIMARY KEY CHECK (id = 1),
+        value bigint NOT NULL
+    );
+    INSERT INTO change_horizon (id, value) SELECT 1, value FROM counter WHERE id = 1;
+
+    CREATE FUNCTION changes_peerings() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO changes (idx, kind, key, deleted) SELECT value, 'peering', OLD.id, true FROM counter WHERE id = 1;
+        ELSE
+            INSERT INTO changes (idx, kind, key, deleted) VALUES (NEW.modify_index, 'peering', NEW.id, false);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_peerings_insert AFTER INSERT ON peerings FOR EACH ROW EXECUTE FUNCTION changes_peerings();
+    CREATE TRIGGER changes_peerings_update AFTER UPDATE ON peerings FOR EACH ROW
+        WHEN (NEW.modify_index <> OLD.modify_index) EXECUTE FUNCTION changes_peerings();
+    CREATE TRIGGER changes_peerings_delete AFTER DELETE ON peerings FOR EACH ROW EXECUTE FUNCTION changes_peerings();
+
+    CREATE FUNCTION changes_acl_policies() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO changes (idx, kind, key, deleted) SELECT value, 'acl_policy', OLD.id, true FROM counter WHERE id = 1;
+        ELSE
+            INSERT INTO changes (idx, kind, key, deleted) VALUES (NEW.modify_index, 'acl_policy', NEW.id, false);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_acl_policies_insert AFTER INSERT ON acl_policies FOR EACH ROW EXECUTE FUNCTION changes_acl_policies();
+    CREATE TRIGGER changes_acl_policies_update AFTER UPDATE ON acl_policies FOR EACH ROW
+        WHEN (NEW.modify_index <> OLD.modify_index) EXECUTE FUNCTION changes_acl_policies();
+    CREATE TRIGGER changes_acl_policies_delete AFTER DELETE ON acl_policies FOR EACH ROW EXECUTE FUNCTION changes_acl_policies();
+
+    CREATE FUNCTION changes_acl_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO changes (idx, kind, key, deleted) SELECT value, 'acl_token', OLD.accessor_id, true FROM counter WHERE id = 1;
+        ELSE
+            INSERT INTO changes (idx, kind, key, deleted) VALUES (NEW.modify_index, 'acl_token', NEW.accessor_id, false);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_acl_tokens_insert AFTER INSERT ON acl_tokens FOR EACH ROW EXECUTE FUNCTION changes_acl_tokens();
+    CREATE TRIGGER changes_acl_tokens_update AFTER UPDATE ON acl_tokens FOR EACH ROW
+        WHEN (NEW.modify_index <> OLD.modify_index) EXECUTE FUNCTION changes_acl_tokens();
+    CREATE TRIGGER changes_acl_tokens_delete AFTER DELETE ON acl_tokens FOR EACH ROW EXECUTE FUNCTION changes_acl_tokens();
+    """,
 )
 
 

@@ -30,7 +30,7 @@ from peering.errors import (
     NameTakenError,
     RemoteClusterTakenError,
 )
-from peering.store.base import Fence, Secrets
+from peering.store.base import Change, Changes, Fence, Secrets
 from peering.store.postgres import queries as q
 from peering.store.postgres.acl import PostgresAclReads, PostgresAclWrites
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
@@ -347,6 +347,19 @@ class PostgresStore:
     async def secrets(self, peering_id: str) -> Secrets:
         rows = await self.fetch(q.SECRETS, peering_id)
         return Secrets(*rows[0]) if rows else Secrets()
+
+    async def changes_since(self, since: int, limit: int = 1000) -> Changes:
+        rows = await self.fetch(q.CHANGES, since, max(1, limit) - 1)
+        head, entries = rows[0], rows[1:]  # the header row sorts first (seq 0; identities start at 1)
+        changes = [Change(int(r[0]), r[1], r[2], bool(r[3])) for r in entries]
+        index = changes[-1].index if head[6] and changes else max(1, int(head[4]))
+        return Changes(changes, index, int(head[5]))
+
+    async def reap_changes(self, before_index: int) -> int:
+        async with self.transaction() as tx:  # a unit that takes no index: no data changed
+            reaped = _changed(await tx.execute(q.REAP_CHANGES, before_index))
+            await tx.execute(q.RAISE_HORIZON, before_index)
+        return reaped
 
 
 async def _rollback(conn: Conn) -> None:
