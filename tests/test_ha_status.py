@@ -1,0 +1,71 @@
+"""`/v1/status/leader` and `/v1/status/peers` (SPEC §15), and the replica parts behind them, in process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from peering.app import Runtime, create_app
+from peering.identity import load_or_create
+from peering.replica import joined
+from peering.settings import Settings
+from peering.store.open import open_database
+from tests.conftest import ADVERTISE
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_with_sqlite_this_process_is_the_leader_and_the_only_peer(client: httpx.AsyncClient) -> None:
+    leader = await client.get("/v1/status/leader")
+    assert (leader.status_code, leader.json(), leader.headers["X-Consul-KnownLeader"]) == (200, ADVERTISE, "true")
+    peers = await client.get("/v1/status/peers")
+    assert (peers.status_code, peers.json()) == (200, [ADVERTISE])
+
+
+async def test_with_replicas_the_lease_holder_leads_and_every_live_replica_is_a_peer(
+    runtime: Runtime, tmp_path: Path, postgres: str
+) -> None:
+    async def idle() -> None:
+        await asyncio.Event().wait()
+
+    settings = [
+        Settings(data_dir=tmp_path / name, database_url=SecretStr(postgres), lease_ttl=1.0) for name in ("r1", "r2")
+    ]
+    async with (
+        open_database(postgres, settings[0].data_dir) as db1,
+        open_database(postgres, settings[1].data_dir) as db2,
+        joined(db1, settings[0], load_or_create(settings[0].data_dir, "dc1"), "127.0.0.1:1001") as one,
+        joined(db2, settings[1], load_or_create(settings[1].data_dir, "dc1"), "127.0.0.1:1002") as two,
+    ):
+        assert one.identity.cluster_id == two.identity.cluster_id  # the first replica's identity is the cluster's
+        assert one.identity.ca_pem == two.identity.ca_pem
+        app = create_app(runtime)
+        app.state.replica = two
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            nobody = await http.get("/v1/status/leader")
+            assert (nobody.json(), nobody.headers["X-Consul-KnownLeader"]) == ("", "false")
+            holding = asyncio.create_task(one.leadership.hold(idle))
+            try:
+                for _ in range(200):
+                    if (await http.get("/v1/status/leader")).json() == "127.0.0.1:1001":
+                        break
+                    await asyncio.sleep(0.02)
+                leader = await http.get("/v1/status/leader")
+                assert (leader.json(), leader.headers["X-Consul-KnownLeader"]) == ("127.0.0.1:1001", "true")
+                assert one.leadership.valid()
+                assert not two.leadership.valid()
+            finally:
+                holding.cancel()
+                await asyncio.gather(holding, return_exceptions=True)
+            # released at once on the way out: nobody leads until another replica takes it
+            assert (await http.get("/v1/status/leader")).json() == ""
+            for _ in range(200):
+                if len(two.addresses) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            peers = await http.get("/v1/status/peers")
+            assert peers.json() == ["127.0.0.1:1001", "127.0.0.1:1002"]
