@@ -185,6 +185,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's main thread (its event loop) has been runnable but waiting for a CPU: how
+    much of its slowness is the shared machine's rather than its own work (`/proc/<pid>/schedstat`)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def open_files_limit(pid: int) -> int:
     """The soft `Max open files` limit of a process, from `/proc/<pid>/limits`."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():

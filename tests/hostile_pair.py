@@ -90,13 +90,15 @@ def peered(tmp_path: Path, a_args: tuple[str, ...] = ACLS_ON, a_env: dict[str, s
 @dataclass
 class Watch:
     """Reads the peering on both sides every `every` s in a thread; records every answer that is not
-    200 `ACTIVE`, and samples A's RSS."""
+    200 `ACTIVE`, samples A's RSS, and times B's reads: B is not attacked, so they show how much of a
+    slow read of A is the shared machine's."""
 
     pair: Pair
     every: float = 0.1
     polls: int = 0
     bad: list[str] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
+    b_seconds: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _run(self) -> None:
@@ -109,6 +111,8 @@ class Watch:
                     answer, state = None, f"{type(exc).__name__}: {exc}"
                 if state != "ACTIVE":
                     self.bad.append(f"{side} {answer.status if answer else '-'} {state}")
+                elif side == "B" and answer is not None:
+                    self.b_seconds.append(answer.seconds)
             self.polls += 1
             self.rss.append(rss_mib(self.pair.a.process.pid))
 
