@@ -26,6 +26,7 @@ from peering.identity import ClusterIdentity
 from peering.metrics import Metrics
 from peering.notifier import Notifier
 from peering.store.base import Store, Transaction
+from peering.store.cached import Announcer, CachedStore
 from peering.tracker import StreamTracker
 
 PROTOCOL_VERSION = "1"
@@ -94,6 +95,8 @@ class Cluster:
     ) -> None:
         self.store = store
         self.notifier = notifier
+        if isinstance(store, CachedStore) and isinstance(notifier, Announcer):
+            store.follow(notifier)  # the view catches up on what the notifier announces (other writers too)
         self.identity = identity
         self.advertise_addresses = tuple(advertise_addresses)
         self.timings = timings

@@ -62,7 +62,8 @@ class LocalNotifier:
 
     @property
     def index(self) -> int:
-        """The highest committed index notified so far (0 before the first)."""
+        """The highest committed index notified so far (0 before the first). A notifier that has it is an
+        `store.cached.Announcer`: the in-memory view catches up when it is above what the view applied."""
         return self._index
 
     def notify(self, index: int = 0) -> None:

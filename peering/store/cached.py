@@ -1,19 +1,45 @@
-"""A write-through, in-memory view of the peerings in front of any `Store` (SPEC §11 performance).
+"""A write-through, in-memory view of the peerings in front of any `Database` (SPEC §11 performance, §12).
 
 Reads by name, by ID, lists and partition indexes come from memory; every write still goes to the
-backing store in its transaction, and the view takes the committed result (never an uncommitted
-one). Valid while this process is the only writer, which the SQLite store guarantees; a store shared
-by several replicas needs the view refreshed from its notifier as well.
+backing database in its unit of work, and the view takes the committed result (never an uncommitted
+one). The view is a cache, never the source of truth: it follows the database's change feed
+(`changes_since`) from the index it has applied up to (`synced`), so it stays valid with other
+writers (a second process on the SQLite file, other replicas on PostgreSQL). It catches up, before a
+read, when
+- the notifier it follows (`follow`) announced an index above `synced` (a commit anywhere: the
+  notifier's `index`), or
+- `poll` seconds passed since the last catch-up (the safety net: correctness never depends on a
+  notification).
+Its own writes are applied at once, and advance `synced` without reading the feed when no other
+write came between (so a single writer reads no feed per write). A reader behind the feed's
+horizon (entries reaped) reloads in full. Indexes never go backwards in the view (every apply keeps
+the higher `modify_index`, and partition indexes only grow). `catch_up()` is what a `?consistent`
+read calls first.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from peering.domain import Peering
 from peering.store.base import AclReads, AclWrites, Changes, Fence, Secrets, Store, Transaction
+
+POLL = 0.5  # seconds between two catch-ups without notification (writes visible everywhere within 1 s)
+_PAGE = 1000
+
+
+@runtime_checkable
+class Announcer(Protocol):
+    """What the view needs of a notifier (`peering.notifier.Notifier` has it): the highest index announced."""
+
+    @property
+    def index(self) -> int:
+        """The highest committed index notified so far, by this process or another."""
 
 
 class _RecordingTransaction:
@@ -78,7 +104,7 @@ class _RecordingTransaction:
 class CachedStore:
     """`Store` whose reads of peerings are served from memory (see the module docstring)."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, *, poll: float = POLL, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._inner = inner
         self._by_id: dict[str, Peering] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (partition, lower-cased name) -> ID
@@ -86,16 +112,107 @@ class CachedStore:
         self._sorted: dict[str, list[Peering]] = {}  # per partition, rebuilt after a change
         self._removed_at: dict[str, int] = {}  # ID -> index of its removal
         self._listed_index: dict[str, int] = {}  # highest ModifyIndex in each sorted list
+        self._synced = 0  # every change of the feed up to here is applied
+        self._own: set[int] = set()  # indexes of this view's own commits above `_synced`
+        self._announcer: Announcer | None = None
+        self._poll = poll
+        self._monotonic = monotonic
+        self._next_poll = monotonic() + poll
+        self._sync_lock = asyncio.Lock()
 
     @classmethod
-    async def load(cls, inner: Store) -> CachedStore:
+    async def load(
+        cls, inner: Store, *, poll: float = POLL, monotonic: Callable[[], float] = time.monotonic
+    ) -> CachedStore:
         """A view holding every peering of `inner`, with the partitions' indexes."""
-        view = cls(inner)
-        for peering in await inner.every_peering():
-            view._put(peering)
-        for partition in {p.partition for p in view._by_id.values()}:
-            view._partition_index[partition] = await inner.partition_index(partition)
+        view = cls(inner, poll=poll, monotonic=monotonic)
+        await view._reload()
         return view
+
+    def follow(self, announcer: Announcer) -> None:
+        """Catch up whenever `announcer` (the cluster's notifier) has announced an index the view lacks."""
+        self._announcer = announcer
+
+    @property
+    def synced(self) -> int:
+        """The feed index the view has applied every change up to."""
+        return self._synced
+
+    async def _reload(self) -> None:
+        """Read everything again (at start, and when the feed was reaped past `synced`)."""
+        start = await self._inner.current_index()  # first: what commits after it is caught up again later
+        peerings = await self._inner.every_peering()
+        partitions = {p.partition for p in peerings} | set(self._partition_index)
+        indexes = {part: await self._inner.partition_index(part) for part in partitions}
+        # no await from here on: readers see the old view or the new one
+        self._by_id, self._by_name, self._sorted, self._listed_index = {}, {}, {}, {}
+        for peering in peerings:
+            self._put(peering)
+        for part, index in indexes.items():
+            self._partition_index[part] = max(index, self._partition_index.get(part, 0))
+        self._advance(start)
+
+    def _advance(self, upto: int) -> None:
+        self._synced = max(self._synced, upto)
+        while self._synced + 1 in self._own:
+            self._synced += 1
+        self._own = {i for i in self._own if i > self._synced}
+
+    async def _fresh(self) -> None:
+        """Catch up first if another writer may have committed something the view lacks."""
+        announced = self._announcer.index if self._announcer is not None else 0
+        if announced > self._synced or self._monotonic() >= self._next_poll:
+            await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Apply every change the feed has after `synced` (re-reading the rows it names)."""
+        async with self._sync_lock:
+            self._next_poll = self._monotonic() + self._poll
+            while True:
+                page = await self._inner.changes_since(self._synced, _PAGE)
+                if page.horizon > self._synced:
+                    await self._reload()
+                    return
+                removed = {c.key: c.index for c in page.changes if c.kind == "peering" and c.deleted}
+                rows = {c.key: await self._inner.get_by_id(c.key) for c in page.changes if c.kind == "peering"}
+                known = [self._by_id[pid] for pid in rows if pid in self._by_id]
+                parts = {p.partition for p in known} | {p.partition for p in rows.values() if p is not None}
+                indexes = {part: await self._inner.partition_index(part) for part in parts}
+                # no await from here on
+                ahead = False
+                for pid, row in rows.items():
+                    if row is None:
+                        self._apply_removal(pid, removed.get(pid, page.upto))
+                    elif row.modify_index > page.upto:
+                        # written after the page: taken with the next page, so that no index the view
+                        # shows is above a change it has not applied
+                        ahead = True
+                    else:
+                        self._apply_save(row)
+                for part, index in indexes.items():  # read after the page: capped at what it shows
+                    self._partition_index[part] = max(min(index, page.upto), self._partition_index.get(part, 0))
+                self._advance(page.upto)
+                if len(page.changes) < _PAGE and not ahead:
+                    return
+
+    def _apply_removal(self, peering_id: str, index: int) -> str | None:
+        """Drop a removed peering (unless the view holds a later write of it); its partition if dropped."""
+        self._removed_at[peering_id] = max(index, self._removed_at.get(peering_id, 0))
+        gone = self._by_id.get(peering_id)
+        if gone is not None and gone.modify_index <= index:
+            self._drop(gone)
+            return gone.partition
+        return None
+
+    def _apply_save(self, peering: Peering) -> set[str]:
+        """Take a committed row unless the view holds a later one; the partitions it touched."""
+        old = self._by_id.get(peering.id)
+        if (old is not None and old.modify_index > peering.modify_index) or self._removed_at.get(
+            peering.id, 0
+        ) > peering.modify_index:
+            return set()
+        self._put(peering)
+        return {peering.partition} | ({old.partition} if old is not None else set())
 
     def _put(self, peering: Peering) -> None:
         old = self._by_id.get(peering.id)
@@ -124,23 +241,14 @@ class CachedStore:
         index = recording.index
         touched: set[str] = set()
         for peering_id in recording.removed:
-            self._removed_at[peering_id] = index
-            gone = self._by_id.get(peering_id)
-            if gone is not None and gone.modify_index <= index:
-                self._drop(gone)
-                touched.add(gone.partition)
+            if (partition := self._apply_removal(peering_id, index)) is not None:
+                touched.add(partition)
         for peering in recording.saved.values():
-            old = self._by_id.get(peering.id)
-            if (old is not None and old.modify_index > peering.modify_index) or self._removed_at.get(
-                peering.id, 0
-            ) > peering.modify_index:
-                continue
-            if old is not None:
-                touched.add(old.partition)
-            self._put(peering)
-            touched.add(peering.partition)
+            touched |= self._apply_save(peering)
         for partition in touched:
             self._partition_index[partition] = max(index, self._partition_index.get(partition, 0))
+        self._own.add(index)
+        self._advance(0)  # nothing else came between: no feed to read
         if len(self._removed_at) > 100_000:
             self._removed_at.clear()  # IDs are never reused, so old tombstones only guard late arrivals
 
@@ -149,14 +257,17 @@ class CachedStore:
         return self._inner.acl  # ACL reads are not cached
 
     async def get(self, partition: str, name: str) -> Peering | None:
+        await self._fresh()
         peering_id = self._by_name.get((partition, name.lower()))
         return self._by_id.get(peering_id) if peering_id is not None else None
 
     async def get_by_id(self, peering_id: str) -> Peering | None:
+        await self._fresh()
         return self._by_id.get(peering_id)
 
     async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
         """The partition's peerings (the same list object until the partition changes: do not modify it)."""
+        await self._fresh()
         listed = self._sorted.get(partition)
         if listed is None:
             listed = sorted((p for p in self._by_id.values() if p.partition == partition), key=lambda p: p.name.lower())
@@ -165,9 +276,11 @@ class CachedStore:
         return listed, max(self._listed_index[partition], self._partition_index.get(partition, 1))
 
     async def partition_index(self, partition: str) -> int:
+        await self._fresh()
         return max(1, self._partition_index.get(partition, 1))
 
     async def every_peering(self) -> list[Peering]:
+        await self._fresh()
         return sorted(self._by_id.values(), key=lambda p: (p.partition, p.name.lower()))
 
     async def current_index(self) -> int:
