@@ -114,6 +114,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         summary="Cluster peering with Consul's peering HTTP API.",
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # a slash redirect is built from the client's Host and echoes the query (?token=)
     )
     errors.install(app)
     _document(app)
@@ -154,7 +155,9 @@ def _document(app: FastAPI) -> None:
 
 def create_peer_app(runtime: Runtime) -> FastAPI:
     """The server-to-server peering endpoint (served over TLS; not part of the client API spec)."""
-    app = FastAPI(title="peering peer protocol", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="peering peer protocol", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     errors.install(app)
     app.include_router(peer.router)
     app.add_middleware(RequestLog, level=logging.DEBUG)  # heartbeats arrive every few seconds
