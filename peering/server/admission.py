@@ -63,6 +63,7 @@ class Slot:
         if self.released:
             return
         self.released = True
+        self._close = _nothing  # no reference cycle left through the connection's protocol
         if not self.busy_now:
             del self._gate.idle[self]
             del self._source.idle[self]
@@ -72,8 +73,13 @@ class Slot:
             del self._gate.sources[self._source.address]
 
     def evict(self) -> None:
+        close = self._close
         self.release()
-        self._close()
+        close()
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Source:

@@ -17,6 +17,8 @@ import asyncio
 import logging
 import ssl
 from asyncio import sslproto
+from collections import deque
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from peering.server.admission import Gate, Refused, Slot
@@ -25,12 +27,54 @@ from peering.server.protocol import CLOSE_GRACE, HttpProtocol
 log = logging.getLogger("peering.server")
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds a client gets to complete the TLS handshake (asyncio's default: 60)
+HANDSHAKES_PER_TURN = 4  # TLS handshakes begun per turn of the event loop (~1 ms of CPU each)
 
 
 class _LeanTls(sslproto.SSLProtocol):
     """asyncio's TLS protocol with a read buffer of one TLS record instead of 256 KiB."""
 
     max_size = 16 * 1024
+
+
+class HandshakeTurns:
+    """At most `per_turn` TLS handshakes begin in one turn of the event loop; the others wait, in order.
+
+    A handshake's first step (the server's key exchange and signature) is the costliest thing a client can
+    make the server do for free; a burst of hellos would otherwise be answered in one turn of the loop, and
+    every request in progress would wait for all of them. Waiting does not extend the handshake deadline.
+    """
+
+    def __init__(self, per_turn: int = HANDSHAKES_PER_TURN) -> None:
+        self.per_turn = per_turn
+        self._begun = 0
+        self._waiting: deque[Callable[[], bool]] = deque()
+        self._next_turn_scheduled = False
+
+    def begin(self, handshake: Callable[[], bool]) -> None:
+        """Run `handshake` now if this turn has room (and nobody waits), else in a later turn."""
+        if self._begun < self.per_turn and not self._waiting:
+            self._run(handshake)
+        else:
+            self._waiting.append(handshake)
+            self._schedule()
+
+    def _run(self, handshake: Callable[[], bool]) -> None:
+        if handshake():  # False: the connection went away while it waited, which costs this turn nothing
+            self._begun += 1
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._next_turn_scheduled:
+            self._next_turn_scheduled = True
+            asyncio.get_running_loop().call_soon(self._next_turn)  # runs in the next turn of the loop
+
+    def _next_turn(self) -> None:
+        self._next_turn_scheduled = False
+        self._begun = 0
+        while self._waiting and self._begun < self.per_turn:
+            self._run(self._waiting.popleft())
+        if self._waiting:
+            self._schedule()
 
 
 class _Handshaking:
@@ -59,6 +103,7 @@ class TlsHandshake(asyncio.Protocol):
     context: ClassVar[ssl.SSLContext]
     handshake_timeout: ClassVar[float] = HANDSHAKE_TIMEOUT
     http_class: ClassVar[type[HttpProtocol]]
+    turns: ClassVar[HandshakeTurns]
 
     def __init__(self, **http_arguments: Any) -> None:
         self._arguments = http_arguments
@@ -68,6 +113,7 @@ class TlsHandshake(asyncio.Protocol):
         self._handshaking: _Handshaking | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._accepted = 0.0
+        self._hello: list[bytes] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
@@ -82,10 +128,23 @@ class TlsHandshake(asyncio.Protocol):
         self._deadline = loop.call_later(self.handshake_timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
-        """The client's hello: from here on asyncio's TLS protocol reads the connection."""
+        """The client's hello: its handshake begins in this turn of the event loop or, when enough have
+        begun in this one, in a later turn."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._hello:  # already waiting for its turn (a read was under way when reading was paused)
+            self._hello.append(data)
+            return
+        self._hello.append(data)
+        self._transport.pause_reading()
+        self.turns.begin(self._begin)
+
+    def _begin(self) -> bool:
+        """Put asyncio's TLS protocol in this one's place and hand it the hello; False if the connection
+        went away meanwhile. From here on the TLS protocol reads the connection."""
         transport, slot, handshaking = self._transport, self._slot, self._handshaking
         if transport is None or slot is None or handshaking is None or transport.is_closing():
-            return
+            return False
         self._cancel_deadline()
         self._transport = self._slot = self._handshaking = None  # the TLS protocol has them now
         loop = asyncio.get_running_loop()
@@ -106,13 +165,16 @@ class TlsHandshake(asyncio.Protocol):
         )
         transport.set_protocol(tls)
         tls.connection_made(transport)
-        view = memoryview(data)
+        view = memoryview(b"".join(self._hello))
+        self._hello.clear()
         while view and not transport.is_closing():
             buffer = tls.get_buffer(len(view))
             size = min(len(buffer), len(view))
             buffer[:size] = view[:size]
             tls.buffer_updated(size)
             view = view[size:]
+        transport.resume_reading()
+        return True
 
     def eof_received(self) -> bool | None:
         return None  # closes the connection: it left before its hello
@@ -145,5 +207,11 @@ def _handshake_over(
 
 def tls_class(gate: Gate, context: ssl.SSLContext, handshake_timeout: float, http: type[HttpProtocol]) -> type[Any]:
     """The protocol class that uvicorn builds for each connection to the peering listener."""
-    attributes = {"gate": gate, "context": context, "handshake_timeout": handshake_timeout, "http_class": http}
+    attributes = {
+        "gate": gate,
+        "context": context,
+        "handshake_timeout": handshake_timeout,
+        "http_class": http,
+        "turns": HandshakeTurns(),
+    }
     return type("PeeringTlsHandshake", (TlsHandshake,), attributes)
