@@ -197,9 +197,17 @@ class PeeringService:
         return saved
 
     async def _save_dialer(self, plan: _Plan, peering_id: str, stream_secret: str) -> Peering:
+        """Save the dialer if the name still holds what the plan read outside this unit (compare-and-set; the
+        re-read is exact, units being serialised): otherwise the race is lost (PeeringConflictError), and the
+        caller undoes the exchange. The in-process name lock only saves work; correctness rests on this."""
         token = plan.token
         async with self._cluster.write() as tx:
             current = await tx.get(plan.partition, plan.name)
+            expected = plan.existing.modify_index if plan.existing is not None else None
+            if (current.modify_index if current is not None else None) != expected:
+                raise PeeringConflictError(
+                    f'cannot create peering with name: "{plan.name}"; the name is already in use'
+                )
             base = current or Peering(peering_id, plan.name, plan.partition, Role.DIALER, PeeringState.INITIAL)
             saved = await tx.save(
                 replace(

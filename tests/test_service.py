@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from peering.app import Runtime
-from peering.service import TokenRequest
+from peering.app import Runtime, open_runtime
+from peering.domain import Peering
+from peering.errors import PeeringConflictError
+from peering.service import EstablishRequest, PeeringService, TokenRequest
+from peering.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +67,49 @@ async def test_lifecycle_is_logged_without_secrets(runtime: Runtime, caplog: pyt
     assert messages == ["peering created", "peering deleted", "peering removed"]
     assert all(getattr(r, "peer_name", None) == "logged" for r in caplog.records)
     assert token not in caplog.text
+
+
+class _RacingOutbound:
+    """An acceptor stand-in: each exchange hands out its own stream secret once both establishes got there."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.both = asyncio.Event()
+        self.abandoned: list[str] = []
+
+    async def exchange(self, token: object, partition: str, peering_id: str) -> dict[str, str]:
+        self.arrived += 1
+        secret = f"stream-{self.arrived}"
+        if self.arrived == 2:
+            self.both.set()
+        async with asyncio.timeout(5):
+            await self.both.wait()
+        return {"StreamSecret": secret}
+
+    async def abandon(self, token: object, stream_secret: str) -> None:
+        self.abandoned.append(stream_secret)
+
+    async def heartbeat(self, peering: object) -> None:
+        return None
+
+
+async def test_two_concurrent_establishes_of_one_name_make_one_success(runtime: Runtime, tmp_path: Path) -> None:
+    """Two services on one database (as two replicas: no shared in-process lock) establish one name at once:
+    the compare-and-set in the unit of work lets one win; the loser undoes its exchange on the acceptor."""
+    acceptor = Settings(data_dir=tmp_path / "acceptor", http_addr="127.0.0.1:0", peering_addr="127.0.0.1:0")
+    async with open_runtime(acceptor, advertise_addresses=["127.0.0.1:8504"], background=False) as other:
+        token = await other.service.generate_token(TokenRequest("to-dialer"))
+    outbound = _RacingOutbound()
+    replicas = [PeeringService(runtime.cluster, outbound) for _ in range(2)]  # type: ignore[arg-type]
+    request = EstablishRequest("race", token)
+    results = await asyncio.gather(*(s.establish(request) for s in replicas), return_exceptions=True)
+    won = [r for r in results if isinstance(r, Peering)]
+    lost = [r for r in results if not isinstance(r, Peering)]
+    assert len(won) == 1
+    assert len(lost) == 1
+    assert isinstance(lost[0], PeeringConflictError)
+    assert str(lost[0]) == 'cannot create peering with name: "race"; the name is already in use'
+    kept = (await runtime.cluster.store.secrets(won[0].id)).stream_secret
+    assert outbound.abandoned == [{"stream-1": "stream-2", "stream-2": "stream-1"}[str(kept)]]
+    peerings, _ = await runtime.service.list_peerings(None)
+    assert [(p.name, p.id) for p in peerings] == [("race", won[0].id)]
