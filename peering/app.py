@@ -80,6 +80,7 @@ async def open_runtime(
                 now=clock,
             )  # fmt: skip
             replica.on_addresses.append(lambda found: setattr(cluster, "advertise_addresses", found))
+            replica.share_liveness(cluster.tracker, every=min(1.0, settings.heartbeat_interval))
             outbound = Outbound(cluster, peers)
             service = PeeringService(cluster, outbound)
             acls = AclService(

@@ -7,7 +7,9 @@ identity of the data dir. With PostgreSQL (`Database.postgres_url`), `joined` ma
 - blocking queries wake on every replica's writes (`store/postgres/notify.py`);
 - background work runs under the database lease (`store/postgres/lease.py`);
 - the registry (`store/postgres/replicas.py`) keeps `addresses` to every live replica's peering
-  address, which goes into tokens and `/v1/status/peers`.
+  address, which goes into tokens and `/v1/status/peers`;
+- `share_liveness` shares the link tracker, so a heartbeat any replica received counts on all
+  (`store/postgres/liveness.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from peering.store.open import Database
 from peering.store.postgres.cluster_schema import connect, create_tables
 from peering.store.postgres.identity import SharedIdentity, adopt
 from peering.store.postgres.lease import PostgresLeadership
+from peering.store.postgres.liveness import SharedLiveness, Tracker
 from peering.store.postgres.notify import PostgresNotifier
 from peering.store.postgres.replicas import ReplicaRegistry
 
@@ -44,6 +47,14 @@ class Replica:
     addresses: tuple[str, ...]  # peering addresses of every live replica (this one's alone with SQLite)
     replica_id: str = ""
     on_addresses: list[Callable[[tuple[str, ...]], None]] = field(default_factory=list)
+    dsn: str | None = field(default=None, repr=False)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled when `joined` ends
+
+    def share_liveness(self, tracker: Tracker, every: float) -> None:
+        """Share the link tracker with the other replicas every `every` s (nothing to share with SQLite)."""
+        if self.dsn is not None:
+            shared = SharedLiveness(self.dsn, tracker, every=every)
+            self.tasks.append(asyncio.create_task(shared.run(), name="liveness"))
 
     async def leader_address(self) -> str:
         """The peering address of the replica running the background work ("" while none does)."""
@@ -82,16 +93,17 @@ async def joined(
     replica_id = str(uuid.uuid4())
     pg_notifier = PostgresNotifier(dsn)
     leadership = PostgresLeadership(dsn, replica_id, address, ttl=settings.lease_ttl)
-    replica = Replica(pg_notifier, leadership, identity, (address,), replica_id)
+    replica = Replica(pg_notifier, leadership, identity, (address,), replica_id, dsn=dsn)
     registry = ReplicaRegistry(dsn, replica_id, address, replica._changed, beat=min(2.0, settings.lease_ttl / 3))
     with contextlib.suppress(Exception):
         await registry.beat_once()  # tokens made right after the start already list the others
     pg_notifier.start()
-    beating = asyncio.create_task(registry.run(), name="replica-registry")
+    replica.tasks.append(asyncio.create_task(registry.run(), name="replica-registry"))
     log.info("joined the cluster as a replica", extra={"replica_id": replica_id, "replicas": len(replica.addresses)})
     try:
         yield replica
     finally:
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        for task in replica.tasks:
+            task.cancel()
+        await asyncio.gather(*replica.tasks, return_exceptions=True)
         await pg_notifier.aclose()

@@ -2,7 +2,8 @@
 
 - `leases`: who owns the background work (`lease.py`), in database time, with a fencing epoch;
 - `replicas`: every replica's peering address and when it was last seen (`replicas.py`);
-- `cluster_identity`: the cluster ID and CA, created once by the first replica (`identity.py`).
+- `cluster_identity`: the cluster ID and CA, created once by the first replica (`identity.py`);
+- `liveness`: the last heartbeat of each link, seen by whichever replica the peer reached (`liveness.py`).
 
 They are created with `IF NOT EXISTS` under a transaction-scoped advisory lock (replicas starting
 together would otherwise race on the catalog), beside the data schema of `schema.py`, which they do
@@ -38,6 +39,11 @@ CREATE TABLE IF NOT EXISTS cluster_identity (
     cluster_id text NOT NULL,
     ca_pem text NOT NULL,
     ca_key_pem text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS liveness (
+    peering_id text PRIMARY KEY,
+    last_heartbeat timestamptz NOT NULL,  -- the wall clock of the replica that saw it (shown to clients)
+    heard_at timestamptz NOT NULL  -- database time it was recorded: silences are counted from this
 );
 """
 
