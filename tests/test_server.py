@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import socket
 import ssl
@@ -11,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -146,3 +149,51 @@ def test_sigterm_answers_an_open_blocking_query_and_exits_promptly(tmp_path: Pat
     assert [peering["Name"] for peering in answer.json()] == ["cluster-02"]
     assert not any('"level": "error"' in line or "Traceback" in line for line in cluster.lines), cluster.lines
     assert "stopped" in [json.loads(line)["message"] for line in cluster.lines]
+
+
+def _limited(soft: int, hard: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _start_lines(tmp_path: Path, soft: int, hard: int) -> list[dict[str, Any]]:
+    """The log of a start (up to "cluster ready") under this open-file limit; the process is then stopped."""
+    command = [sys.executable, "-m", "peering", "serve", "--data-dir", str(tmp_path), "--log-format", "json",
+               "--http-addr", "127.0.0.1:0", "--peering-addr", "127.0.0.1:0"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=_limited(soft, hard)
+    )
+    entries = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            entries.append(json.loads(line))
+            if entries[-1]["message"] == "cluster ready":
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
+    return entries
+
+
+def test_the_open_file_limit_is_raised_and_the_connection_limits_fit_in_it(tmp_path: Path) -> None:
+    """At start the soft limit on open files goes up to the hard one (and says so); when even that cannot hold
+    both ports' connection limits, both are lowered together, with a warning, and the ready line follows."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    entries = _start_lines(tmp_path / "raised", 1024, hard)
+    raised = next(entry for entry in entries if entry["message"] == "raised the open-file limit")
+    assert (raised["from"], raised["to"]) == (1024, hard)
+    limits = next(entry for entry in entries if entry["message"] == "connection limits")
+    assert limits["open_files"] == hard
+
+    entries = _start_lines(tmp_path / "low", 2048, 2048)
+    warning = next(entry for entry in entries if entry["level"] == "warning")
+    assert warning["message"] == "the open-file limit cannot hold the connection limits: lowered them"
+    limits = next(entry for entry in entries if entry["message"] == "connection limits")
+    assert limits["http_max_conns"] + limits["peering_max_conns"] <= 2048 - 512
+    assert limits["http_max_conns"] > limits["peering_max_conns"]  # scaled together
+    assert limits["http_max_conns_per_client"] <= limits["http_max_conns"]

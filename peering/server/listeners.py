@@ -131,13 +131,14 @@ def open_file_limit() -> int:
 def _gates(settings: Settings) -> tuple[Gate, Gate]:
     """The two listeners' admission, scaled down together if the open-file limit cannot hold both."""
     http, peer = settings.http_max_conns, settings.peering_max_conns
-    budget = max(open_file_limit() - FD_RESERVE, 64)
+    open_files = open_file_limit()
+    budget = max(open_files - FD_RESERVE, 64)
     if http + peer > budget:
         scale = budget / (http + peer)
         http, peer = max(int(http * scale), 32), max(int(peer * scale), 32)
         log.warning(
             "the open-file limit cannot hold the connection limits: lowered them",
-            extra={"http_max_conns": http, "peering_max_conns": peer, "open_files": budget + FD_RESERVE},
+            extra={"http_max_conns": http, "peering_max_conns": peer, "open_files": open_files},
         )
     exempt = settings.trusted_proxies  # a proxy's connections carry many clients
     gates = (
@@ -151,6 +152,7 @@ def _gates(settings: Settings) -> tuple[Gate, Gate]:
             "http_max_conns_per_client": gates[0].per_source,
             "peering_max_conns": gates[1].capacity,
             "peering_max_conns_per_client": gates[1].per_source,
+            "open_files": open_files,
         },
     )
     return gates
