@@ -21,6 +21,7 @@ from peering.errors import InvalidRequestError, PeeringConflictError, SecretReje
 from peering.identity import fingerprint
 from peering.outbound import log_fields
 from peering.rules import check_server_address, normalize_partition, valid_hostname
+from peering.store.base import Transaction
 
 log = logging.getLogger("peering.endpoint")
 
@@ -115,8 +116,9 @@ class PeerEndpoint:
         # the ID an outsider sent is not logged (it may be anything); a known one is ours
         self._rejections.warning(message, log_fields(peering) if peering is not None else {})
 
-    async def _acceptor(self, peer_id: str) -> Peering:
-        peering = await self._cluster.store.get_by_id(peer_id)
+    async def _acceptor(self, peer_id: str, tx: Transaction | None = None) -> Peering:
+        """The live acceptor with this ID (read in `tx` when given: a unit that writes it must read it itself)."""
+        peering = await (tx or self._cluster.store).get_by_id(peer_id)
         if peering is None or peering.role is not Role.ACCEPTOR or peering.is_deleted:
             self._rejected("rejected a peering establishment secret", None)
             raise SecretRejectedError(_BAD_ESTABLISHMENT)
@@ -132,7 +134,7 @@ class PeerEndpoint:
         remote = self._remote_cluster(dialer)
         stream = self._cluster.new_secret()
         async with self._cluster.write() as tx:
-            peering = await self._acceptor(peer_id)
+            peering = await self._acceptor(peer_id, tx)  # in the unit: a delete elsewhere is not written over
             if not await tx.consume_establishment_secret(peering.id, hash_secret(secret)):
                 self._rejected("rejected a peering establishment secret", peering)
                 raise SecretRejectedError(_BAD_ESTABLISHMENT)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from peering.app import Runtime, open_runtime
-from peering.domain import Peering
-from peering.errors import PeeringConflictError
+from peering import tokens
+from peering.app import DATABASE_FILE, Runtime, open_runtime
+from peering.domain import Peering, PeeringState
+from peering.errors import PeeringConflictError, SecretRejectedError
+from peering.inbound import Dialer
 from peering.service import EstablishRequest, PeeringService, TokenRequest
 from peering.settings import Settings
+from peering.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -49,8 +54,6 @@ async def test_removal_waits_for_the_grace_period_when_there_is_a_peer(runtime: 
     async with store.transaction() as tx:
         p = await tx.get("default", "linked")
         assert p is not None
-        from dataclasses import replace
-
         await tx.save(replace(p, remote_cluster="fingerprint"))
     await service.delete(None, "linked")
     assert await service.remove_due() == 0
@@ -113,3 +116,27 @@ async def test_two_concurrent_establishes_of_one_name_make_one_success(runtime: 
     assert outbound.abandoned == [{"stream-1": "stream-2", "stream-2": "stream-1"}[str(kept)]]
     peerings, _ = await runtime.service.list_peerings(None)
     assert [(p.name, p.id) for p in peerings] == [("race", won[0].id)]
+
+
+async def test_an_exchange_reads_its_acceptor_inside_its_unit_of_work(runtime: Runtime, tmp_path: Path) -> None:
+    """Another writer deleted the acceptor and this process's view has not caught up yet: the exchange,
+    which re-reads the row in its own unit of work, refuses and does not write the deletion over."""
+    dialer_settings = Settings(data_dir=tmp_path / "dialer", http_addr="127.0.0.1:0", peering_addr="127.0.0.1:0")
+    async with open_runtime(dialer_settings, advertise_addresses=["127.0.0.1:8504"], background=False) as dialer:
+        dialer_ca = dialer.identity.ca_pem
+    token = tokens.decode(await runtime.service.generate_token(TokenRequest("acc")))
+    other = await SqliteStore.open(runtime.settings.data_dir / DATABASE_FILE)  # a second writer, unannounced
+    try:
+        async with other.transaction() as tx:
+            stored = await tx.get_by_id(token.peer_id)
+            assert stored is not None
+            await tx.save(replace(stored, state=PeeringState.TERMINATED, deleted_at=datetime.now(UTC)))
+    finally:
+        await other.close()
+    who = Dialer(str(uuid.uuid4()), "dialer-id", dialer_ca, "dc2", "", "server.dc2.peering", ("127.0.0.1:1",))
+    with pytest.raises(SecretRejectedError):
+        await runtime.endpoint.exchange(token.peer_id, token.establishment_secret, who)
+    await runtime.cluster.store.catch_up()  # type: ignore[attr-defined]
+    after = await runtime.cluster.store.get_by_id(token.peer_id)
+    assert after is not None
+    assert after.is_deleted
