@@ -49,6 +49,9 @@ def _quoted(text: str) -> str:
     return '"' + text.replace('"', '\\"') + '"'
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # written as they are
+
+
 def _clean(value: object) -> object:
     """A JSON field value: strings escaped; numbers, booleans and None as they are; the rest as text."""
     if isinstance(value, str):
@@ -77,7 +80,7 @@ class TextFormatter(logging.Formatter):
     """`2026-11-24T20:00:00.000Z [INFO] peering.service: message key=value …`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{escape(key)}={_quoted(str(value))}" for key, value in _fields(record).items())
+        fields = " ".join(f"{key}={_quoted(str(value))}" for key, value in _fields(record).items())
         line = f"{_time(record)} [{record.levelname}] {record.name}: {escape(record.getMessage())}"
         line = f"{line} {fields}" if fields else line
         if record.exc_info:
@@ -98,7 +101,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": escape(record.getMessage()),
         }
-        entry.update((escape(key), _clean(value)) for key, value in _fields(record).items())
+        for key, value in record.__dict__.items():  # keys are the code's own (`extra=` names); values may hold input
+            if key not in _STANDARD:
+                entry[key] = value if type(value) in _PLAIN else _clean(value)
         if record.exc_info:
             entry["exception"] = _traceback(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
