@@ -34,6 +34,7 @@ from peering.errors import (
     NameTakenError,
     PeeringError,
     PermissionDeniedError,
+    RowMissingError,
     SecretAlreadyUsedError,
 )
 from peering.store.base import AclStore
@@ -184,7 +185,8 @@ class AclService:
                     "Changing the Rules for the builtin global-management policy is not permitted"
                 )
         try:
-            saved = await self._store.save_policy(Policy(policy_id or self._new_id(), name, description, rules))
+            policy = Policy(policy_id or self._new_id(), name, description, rules)
+            saved = await self._store.save_policy(policy, update=policy_id is not None)
         except ConstraintError as exc:
             raise _worded(exc) from exc
         self._remember(saved.id, rules, parsed)
@@ -363,7 +365,8 @@ def _worded(exc: ConstraintError) -> PeeringError:
             if exc.what == "accessor"
             else "Invalid Token: SecretID is already in use"
         )
-    return AclNotFoundError("token")  # RowMissingError: the token went while it was being updated
+    # RowMissingError: the row went while it was being updated (deleted through another request or replica)
+    return AclNotFoundError("policy" if isinstance(exc, RowMissingError) and exc.kind == "acl_policy" else "token")
 
 
 async def _parse(text: str) -> Rules:

@@ -207,3 +207,16 @@ async def test_one_unit_of_work_holds_peerings_and_acl_rows_under_one_index(stor
     async with stores.peerings.transaction() as unit:
         assert await unit.acl.delete_token("nobody") is False
         assert not unit.wrote  # deleting nothing takes no index
+
+
+async def test_a_policy_update_never_recreates_a_deleted_policy(stores: Stores) -> None:
+    """An update (the caller read the policy earlier) of one deleted since is refused, not an insert."""
+    p = await stores.acl.save_policy(Policy("p1", "readers", "", ""))
+    updated = await stores.acl.save_policy(replace(p, description="new"), update=True)
+    assert (updated.create_index, updated.modify_index) == (2, 3)
+    assert await stores.acl.delete_policy("p1")
+    with pytest.raises(RowMissingError) as missing:
+        await stores.acl.save_policy(replace(p, description="late"), update=True)
+    assert (missing.value.kind, missing.value.key) == ("acl_policy", "p1")
+    assert await stores.acl.policy(id="p1") is None
+    assert await stores.peerings.current_index() == 4  # the refused update took no index

@@ -20,9 +20,9 @@ class DatabaseAcl:
     async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
         return await self._db.acl.policy(id=id, name=name)
 
-    async def save_policy(self, policy: Policy) -> Policy:
+    async def save_policy(self, policy: Policy, *, update: bool = False) -> Policy:
         async with self._db.transaction() as unit:
-            return await unit.acl.save_policy(policy)
+            return await unit.acl.save_policy(policy, update=update)
 
     async def delete_policy(self, policy_id: str) -> bool:
         async with self._db.transaction() as unit:

@@ -107,9 +107,11 @@ class SqliteAclWrites:
         rows = await self._conn.execute_fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def save_policy(self, policy: Policy) -> Policy:
-        index = await self._bump()
+    async def save_policy(self, policy: Policy, *, update: bool = False) -> Policy:
         row = await self._row("SELECT create_index FROM acl_policies WHERE id = ?", (policy.id,))
+        if update and row is None:
+            raise RowMissingError("acl_policy", policy.id)  # exact: units of work are serialised
+        index = await self._bump()
         create_index = row[0] if row else index
         try:
             await self._conn.execute(

@@ -107,11 +107,12 @@ class AclReads(Protocol):
 class AclWrites(Protocol):
     """ACL writes inside one unit of work (`UnitOfWork.acl`): the unit's index, the unit's transaction."""
 
-    async def save_policy(self, policy: Policy) -> Policy:
-        """Insert or update a policy; returns it with its indexes set.
+    async def save_policy(self, policy: Policy, *, update: bool = False) -> Policy:
+        """Insert or update a policy (`update`: only an existing one); returns it with its indexes set.
 
         Raises:
             NameTakenError: another policy has this name.
+            RowMissingError: `update`, and the policy is gone (deleted since the caller read it).
         """
 
     async def delete_policy(self, policy_id: str) -> bool:
@@ -257,11 +258,12 @@ class AclStore(Protocol):
     async def policy(self, *, id: str | None = None, name: str | None = None) -> Policy | None:
         """One policy by ID or by name."""
 
-    async def save_policy(self, policy: Policy) -> Policy:
-        """Insert or update a policy; returns it with its indexes set.
+    async def save_policy(self, policy: Policy, *, update: bool = False) -> Policy:
+        """Insert or update a policy (`update`: only an existing one); returns it with its indexes set.
 
         Raises:
             NameTakenError: another policy has this name.
+            RowMissingError: `update`, and the policy is gone.
         """
 
     async def delete_policy(self, policy_id: str) -> bool:

@@ -112,10 +112,12 @@ class PostgresAclWrites:
     def __init__(self, tx: PostgresTransaction) -> None:
         self._tx = tx
 
-    async def save_policy(self, policy: Policy) -> Policy:
+    async def save_policy(self, policy: Policy, *, update: bool = False) -> Policy:
         tx = self._tx
-        index = await tx.bump()
         existing = await tx.fetchval(POLICY_CREATE_INDEX, policy.id)
+        if update and existing is None:
+            raise RowMissingError("acl_policy", policy.id)  # exact: units of work are serialised
+        index = await tx.bump()
         create_index = existing if existing is not None else index
         # a savepoint keeps the unit usable after the conflict, as SQLite's statement rollback does
         await tx.execute("SAVEPOINT acl")
