@@ -30,6 +30,7 @@ from peering.store.cached import Announcer, CachedStore
 from peering.tracker import StreamTracker
 
 PROTOCOL_VERSION = "1"
+CHANGES_KEPT = 100_000  # change-feed entries kept below the current index (a view further behind reloads)
 
 
 def hash_secret(secret: str) -> str:
@@ -138,6 +139,12 @@ class Cluster:
         combined = replace(peering, stream=stream)
         self._streamed[peering.id] = (peering, stream, combined)
         return combined
+
+    async def reap_changes(self, keep: int = CHANGES_KEPT) -> int:
+        """Drop change-feed entries (tombstones included) more than `keep` indexes old; how many went. The
+        background owner's job, beside the removals; it takes no index."""
+        current = await self.store.current_index()
+        return await self.store.reap_changes(current - keep) if current > keep else 0
 
     async def apply(self, peering_id: str, event: Event) -> Peering | None:
         """Apply a link event to the stored peering (re-read inside the transaction, so no update is lost).

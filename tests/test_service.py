@@ -140,3 +140,16 @@ async def test_an_exchange_reads_its_acceptor_inside_its_unit_of_work(runtime: R
     after = await runtime.cluster.store.get_by_id(token.peer_id)
     assert after is not None
     assert after.is_deleted
+
+
+async def test_the_cluster_reaps_the_change_feed_below_what_it_keeps(runtime: Runtime) -> None:
+    for name in ("a", "b", "c"):
+        await runtime.service.generate_token(TokenRequest(name))
+    cluster = runtime.cluster
+    current = await cluster.store.current_index()
+    before = (await cluster.store.changes_since(0)).changes
+    assert await cluster.reap_changes(keep=current) == 0  # nothing that old
+    assert await cluster.reap_changes(keep=1) == len([c for c in before if c.index < current - 1]) >= 1
+    feed = await cluster.store.changes_since(current - 2)
+    assert ([c.index for c in feed.changes], feed.horizon) == ([current - 1, current], current - 2)
+    assert await cluster.store.current_index() == current  # reaping took no index
