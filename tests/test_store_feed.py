@@ -3,6 +3,7 @@ in the same transaction, removals leave tombstones, pages hold whole units, and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -56,7 +57,12 @@ async def test_every_unit_records_its_rows_and_removals_leave_tombstones(db: Dat
         await tx.remove("nobody")
     feed = await db.changes_since(1)
     assert feed == Changes(
-        [Change(2, "peering", "1"), Change(2, "peering", "2"), Change(3, "peering", "1"), Change(4, "peering", "2", True)],
+        [
+            Change(2, "peering", "1"),
+            Change(2, "peering", "2"),
+            Change(3, "peering", "1"),
+            Change(4, "peering", "2", True),
+        ],
         4,
         1,
     )
@@ -122,3 +128,22 @@ async def test_reaping_drops_old_entries_and_raises_the_horizon(db: Database) ->
     assert (await db.changes_since(4)).horizon == 3  # never lowered
     assert await db.reap_changes(100) == 1
     assert (await db.changes_since(4)).horizon == 4  # never above the current index
+
+
+async def test_units_committed_together_keep_only_their_own_entries(db: Database) -> None:
+    """Units that queue up commit as one group on SQLite (savepoints): a failing member takes its feed
+    entries with it, the others keep theirs, each under its own index."""
+
+    async def unit(pid: str, fail: bool) -> int:
+        async with db.transaction() as tx:
+            saved = await tx.save(acceptor(pid, f"n{pid}"))
+            if fail:
+                raise RuntimeError("boom")
+        return saved.modify_index
+
+    results = await asyncio.gather(*(unit(str(i), i == 1) for i in range(3)), return_exceptions=True)
+    kept = sorted(r for r in results if isinstance(r, int))
+    assert len(kept) == 2
+    feed = await db.changes_since(1)
+    assert [(c.index, c.key) for c in feed.changes] == [(kept[0], "0"), (kept[1], "2")]
+    assert feed.upto == await db.current_index()
