@@ -95,7 +95,7 @@ async def open_runtime(
             if not background:
                 yield runtime
                 return
-            keeper = LinkKeeper(cluster, service, outbound, replica.leadership)
+            keeper = LinkKeeper(cluster, service, outbound, replica.leadership, replica.fence())
             # the lease (or, with SQLite, the process) holds the keeper: losing it cancels every link task
             owner = asyncio.create_task(replica.leadership.hold(keeper.run), name="links")
             try:

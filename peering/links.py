@@ -7,21 +7,25 @@
 
 It wakes on every committed write (so a delete or an establish is acted on at once) and on a tick.
 With several replicas it runs inside `Leadership.hold`, so losing the lease cancels it and every link
-task at once; each task also checks `Leadership.valid()` right before it talks to a peer.
+task at once; each task also checks `Leadership.valid()` right before it talks to a peer, and the
+owner's own write (`FAILING`) is fenced with the lease (`fence`), so a replica that lost it writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from peering.cluster import Cluster
-from peering.domain import Event, PeeringState, Role
+from peering.domain import Event, Peering, PeeringState, Role, transition
+from peering.errors import LeaseLostError
 from peering.leadership import Leadership
 from peering.outbound import Outbound, log_fields
 from peering.service import PeeringService
+from peering.store.base import Fence
 
 log = logging.getLogger("peering.links")
 
@@ -32,7 +36,15 @@ COALESCE = 0.1  # seconds a pass waits after a write woke it, for the writes rig
 class LinkKeeper:
     """Runs the per-link tasks; `run()` until cancelled."""
 
-    def __init__(self, cluster: Cluster, service: PeeringService, outbound: Outbound, leadership: Leadership) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        service: PeeringService,
+        outbound: Outbound,
+        leadership: Leadership,
+        fence: Callable[[], Fence] | None = None,
+    ) -> None:
+        self._fence = fence  # the lease as held now (PostgreSQL); None: nothing to fence (SQLite)
         self._cluster = cluster
         self._service = service
         self._outbound = outbound
@@ -85,12 +97,30 @@ class LinkKeeper:
         for peering in links:
             silent = cluster.tracker.silent_for(peering.id)
             if peering.role is Role.ACCEPTOR and peering.state is PeeringState.ACTIVE and silent >= timeout:
-                saved = await cluster.apply(peering.id, Event.HEARTBEAT_TIMEOUT)
+                saved = await self._timed_out(peering.id)
                 if saved is not None:
                     log.warning("peering failing: no heartbeat for %.1f s", silent, extra=log_fields(saved))
         for peering in await cluster.store.awaiting_notice(now):
             self._start(f"notice-{peering.id}", self._notice(peering.id))
         await self._service.remove_due()
+
+    async def _timed_out(self, peering_id: str) -> Peering | None:
+        """Turn a silent acceptor link `FAILING`, only while this replica still holds the lease."""
+        if self._fence is None:
+            return await self._cluster.apply(peering_id, Event.HEARTBEAT_TIMEOUT)
+        try:
+            async with self._cluster.write() as tx:
+                await tx.fence(self._fence())
+                current = await tx.get_by_id(peering_id)
+                if current is None or current.is_deleted:
+                    return None
+                state = transition(current.role, current.state, Event.HEARTBEAT_TIMEOUT)
+                if state is current.state:
+                    return None
+                return await tx.save(replace(current, state=state))
+        except LeaseLostError:
+            log.warning("background lease lost: not marking the link failing")
+            return None
 
     async def _beat(self, peering_id: str) -> None:
         """Heartbeat one dialer link until it is no longer live."""

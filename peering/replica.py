@@ -26,6 +26,7 @@ from peering.identity import ClusterIdentity, install_shared, load_or_create, sh
 from peering.leadership import Leadership, SoleLeadership
 from peering.notifier import LocalNotifier, Notifier
 from peering.settings import Settings
+from peering.store.base import Fence
 from peering.store.open import Database
 from peering.store.postgres.cluster_schema import connect, create_tables
 from peering.store.postgres.identity import SharedIdentity, adopt
@@ -55,6 +56,10 @@ class Replica:
         if self.dsn is not None:
             shared = SharedLiveness(self.dsn, tracker, every=every)
             self.tasks.append(asyncio.create_task(shared.run(), name="liveness"))
+
+    def fence(self) -> Callable[[], Fence] | None:
+        """What fences the background owner's writes: the lease with PostgreSQL, nothing with SQLite."""
+        return self.leadership.fence if isinstance(self.leadership, PostgresLeadership) else None
 
     async def leader_address(self) -> str:
         """The peering address of the replica running the background work ("" while none does)."""

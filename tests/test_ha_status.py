@@ -10,11 +10,15 @@ import pytest
 from pydantic import SecretStr
 
 from peering.app import Runtime, create_app
+from peering.errors import LeaseLostError
 from peering.identity import load_or_create
 from peering.replica import joined
 from peering.settings import Settings
 from peering.store.open import open_database
+from peering.store.postgres.cluster_schema import connect, create_tables
+from peering.store.postgres.lease import PostgresLeadership
 from tests.conftest import ADVERTISE
+from tests.test_store import acceptor
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +73,47 @@ async def test_with_replicas_the_lease_holder_leads_and_every_live_replica_is_a_
                 await asyncio.sleep(0.02)
             peers = await http.get("/v1/status/peers")
             assert peers.json() == ["127.0.0.1:1001", "127.0.0.1:1002"]
+
+
+async def test_a_unit_fenced_with_a_lost_lease_writes_nothing(tmp_path: Path, postgres: str) -> None:
+    async def idle() -> None:
+        await asyncio.Event().wait()
+
+    async def holding(leadership: PostgresLeadership) -> asyncio.Task[None]:
+        task = asyncio.create_task(leadership.hold(idle))
+        for _ in range(200):
+            if leadership.valid():
+                return task
+            await asyncio.sleep(0.02)
+        raise AssertionError("the lease was never taken")
+
+    async with open_database(postgres, tmp_path) as db:
+        conn = await connect(postgres, 5.0)
+        try:
+            await create_tables(conn)
+        finally:
+            await conn.close()
+        first, second = (PostgresLeadership(postgres, name, name, ttl=1.0) for name in ("first", "second"))
+        task = await holding(first)
+        stale = first.fence()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # released on the way out
+        task = await holding(second)
+
+        async def late_write() -> None:
+            async with db.store.transaction() as tx:
+                await tx.fence(stale)
+                await tx.save(acceptor("p1", "late"))
+
+        try:
+            assert second.fence().epoch > stale.epoch
+            with pytest.raises(LeaseLostError):
+                await late_write()
+            assert await db.store.get_by_id("p1") is None
+            async with db.store.transaction() as tx:
+                await tx.fence(second.fence())
+                await tx.save(acceptor("p1", "owner"))
+            assert await db.store.get_by_id("p1") is not None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

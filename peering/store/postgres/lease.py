@@ -9,7 +9,7 @@ The holder trusts its lease for 0.8 x TTL counted on its monotonic clock from *b
 (so a slow answer only shortens it), renews every TTL / 3, and the moment that trust runs out (a failed
 renew, a frozen process waking up, a database outage) `hold` cancels every background worker at once:
 they run as one task, and `valid()` lets them check before each outward action. Graceful shutdown
-deletes the row so another replica takes over on its next try (every `retry` seconds).
+expires the row at once so another replica takes over on its next try (every `retry` seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from peering.store.base import Fence
 from peering.store.postgres.cluster_schema import connect
 
 log = logging.getLogger("peering.leadership")
@@ -41,7 +42,8 @@ ON CONFLICT (name) DO UPDATE SET
 WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp()
 RETURNING epoch
 """
-_RELEASE = "DELETE FROM leases WHERE name = $1 AND holder = $2"
+# expired, not deleted: the epoch must keep growing across holders (a fence names holder AND epoch)
+_RELEASE = "UPDATE leases SET expires_at = clock_timestamp() WHERE name = $1 AND holder = $2"
 _OWNER = "SELECT holder_addr FROM leases WHERE name = $1 AND expires_at > clock_timestamp()"
 
 # a condition a fenced statement adds: $1 name, $2 holder, $3 epoch
@@ -80,6 +82,10 @@ class PostgresLeadership:
 
     async def is_leader(self) -> bool:
         return self.valid()
+
+    def fence(self) -> Fence:
+        """The lease as this replica holds it now, for `UnitOfWork.fence` (refused once another took it)."""
+        return Fence(NAME, self.holder, self.epoch)
 
     async def owner_address(self) -> str:
         """The peering address of the current holder ("" when there is none or it cannot be read)."""
