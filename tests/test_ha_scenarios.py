@@ -20,6 +20,7 @@ import pytest
 from tests.cluster import Cluster, running_cluster
 from tests.postgres import Backend, PostgresServer, run_async
 from tests.test_ha import FAST, replicas, report, with_password
+from tests.test_ha_failover import lease
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +180,34 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_write(
         lost = [name for name in acknowledged if name not in stored]
         report("acknowledged writes / lost / refused", (len(acknowledged), len(lost), len(refused)))
         assert lost == []
+
+
+def test_postgresql_down_answers_503_quickly_and_everything_resumes(
+    tmp_path: Path, postgres: str, postgres_server: PostgresServer
+) -> None:
+    if postgres_server.bindir is None:
+        pytest.skip("an external server (PEERING_TEST_PG_DSN) is not ours to stop")
+    with replicas(tmp_path, postgres, 2) as a, httpx.Client(timeout=30) as http:
+        assert http.post(f"{a[0].http_url}/v1/peering/token", json={"PeerName": "before"}).status_code == 200
+        postgres_server.stop_server()
+        try:
+            for replica in a:
+                began = time.monotonic()
+                answer = http.post(f"{replica.http_url}/v1/peering/token", json={"PeerName": "during"})
+                took = time.monotonic() - began
+                report("write while PostgreSQL is down: status, seconds", (answer.status_code, round(took, 2)))
+                assert answer.status_code == 503, answer.text
+                assert "database unavailable" in answer.text.lower()
+                assert took < 7.0  # the store's budget (5 s) and a little
+        finally:
+            postgres_server.start()
+        deadline = time.monotonic() + 15
+        for replica in a:
+            while http.post(f"{replica.http_url}/v1/peering/token", json={"PeerName": "after"}).status_code != 200:
+                assert time.monotonic() < deadline, "a replica did not resume by itself"
+                time.sleep(0.1)
+        names = {p["Name"] for p in http.get(f"{a[1].http_url}/v1/peerings").json()}
+        assert names == {"before", "after"}  # nothing of the refused write landed
+        while lease(postgres)[0] not in {r.peering_addr for r in a}:
+            assert time.monotonic() < deadline, "no replica took the lease again"
+            time.sleep(0.1)
