@@ -125,3 +125,23 @@ def test_replicas_are_one_cluster_and_wake_each_other(tmp_path: Path, postgres: 
                 index = int(woke["index"])
             report("cross-replica wake-up latency (s)", sorted(latencies))
             assert max(latencies) < 1.0, latencies
+
+
+@pytest.mark.slow
+def test_a_dead_replica_leaves_new_tokens_within_10_s(tmp_path: Path, postgres: str) -> None:
+    with replicas(tmp_path, postgres, 2) as [one, two], httpx.Client(base_url=one.http_url, timeout=10) as http:
+
+        def listed() -> list[str]:
+            made = http.post("/v1/peering/token", json={"PeerName": "cluster-b"})
+            return sorted(token_addresses(made.json()["PeeringToken"]))
+
+        deadline = time.monotonic() + 10
+        while listed() != sorted([one.peering_addr, two.peering_addr]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        two.process.kill()
+        killed_at = time.monotonic()
+        while listed() != [one.peering_addr]:
+            assert time.monotonic() - killed_at < 10, listed()
+            time.sleep(0.1)
+        report("a killed replica left new tokens after (s)", round(time.monotonic() - killed_at, 2))

@@ -1,7 +1,8 @@
 """The replica registry: every replica's peering address and when it was last seen (SPEC §15).
 
-Each replica upserts its row every `beat` seconds (database time) on a connection of its own; live
-means seen within `LIVE` seconds, so a replica that stops or dies leaves the list within 10 s. After
+Each replica upserts its row every `beat` seconds (at most 2; database time) on a connection of its
+own; live means seen within `LIVE` seconds, so a replica that dies leaves every other replica's list
+within LIVE + one beat < 10 s (SPEC §15); one that stops deletes its row and leaves on their next beat. After
 each beat `on_change` gets the live addresses (sorted), which the composition root puts into tokens
 and `/v1/status/peers`. A graceful stop deletes the row at once.
 """
@@ -19,7 +20,7 @@ from peering.store.postgres.cluster_schema import connect
 
 log = logging.getLogger("peering.replicas")
 
-LIVE = 10.0
+LIVE = 7.5
 
 _BEAT = """
 INSERT INTO replicas (replica_id, peering_addr, seen_at) VALUES ($1, $2, clock_timestamp())
