@@ -206,8 +206,24 @@ def test_postgresql_down_answers_503_quickly_and_everything_resumes(
             while http.post(f"{replica.http_url}/v1/peering/token", json={"PeerName": "after"}).status_code != 200:
                 assert time.monotonic() < deadline, "a replica did not resume by itself"
                 time.sleep(0.1)
-        names = {p["Name"] for p in http.get(f"{a[1].http_url}/v1/peerings").json()}
-        assert names == {"before", "after"}  # nothing of the refused write landed
+        listed = http.get(f"{a[1].http_url}/v1/peerings")
+        assert {p["Name"] for p in listed.json()} == {"before", "after"}  # nothing of the refused write landed
+        # the LISTEN connection came back too: a write through replica 1 wakes a blocking query on replica 2
+        woke: list[float] = []
+        index = listed.headers["X-Consul-Index"]
+
+        def block() -> None:
+            http.get(f"{a[1].http_url}/v1/peerings", params={"index": index, "wait": "20s"})
+            woke.append(time.monotonic())
+
+        waiter = threading.Thread(target=block)
+        waiter.start()
+        time.sleep(0.3)
+        wrote_at = time.monotonic()
+        assert http.post(f"{a[0].http_url}/v1/peering/token", json={"PeerName": "woken"}).status_code == 200
+        waiter.join(20)
+        report("wake-up across replicas after the outage (s)", round(woke[0] - wrote_at, 3))
+        assert woke[0] - wrote_at < 1.0
         while lease(postgres)[0] not in {r.peering_addr for r in a}:
             assert time.monotonic() < deadline, "no replica took the lease again"
             time.sleep(0.1)

@@ -2,9 +2,9 @@
 
 Each replica upserts its row every `beat` seconds (at most 2; database time) on a connection of its
 own; live means seen within `LIVE` seconds, so a replica that dies leaves every other replica's list
-within LIVE + one beat < 10 s (SPEC §15); one that stops deletes its row and leaves on their next beat. After
-each beat `on_change` gets the live addresses (sorted), which the composition root puts into tokens
-and `/v1/status/peers`. A graceful stop deletes the row at once.
+within LIVE + one beat < 10 s (SPEC §15); one that stops deletes its row, so it leaves on their next
+beat. After each beat `on_change` gets the live addresses (sorted), which the composition root puts
+into tokens and `/v1/status/peers`.
 """
 
 from __future__ import annotations
