@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from peering.errors import DatabaseUnavailableError
 from peering.identity import ClusterIdentity, install_shared, load_or_create, shared_parts
 from peering.leadership import Leadership, SoleLeadership
 from peering.notifier import LocalNotifier, Notifier
 from peering.settings import Settings
 from peering.store.base import Fence
-from peering.store.open import Database
+from peering.store.open import Database, redacted
 from peering.store.postgres.cluster_schema import connect, create_tables
 from peering.store.postgres.identity import SharedIdentity, adopt
 from peering.store.postgres.lease import PostgresLeadership
@@ -80,19 +81,22 @@ async def joined(
     """The replica parts for `database` (see the module docstring), stopped on exit.
 
     Raises:
-        DatabaseUnavailableError: PostgreSQL cannot be reached at start.
+        RuntimeError: PostgreSQL cannot be reached at start (named without the password).
     """
     dsn = database.postgres_url
     if dsn is None:
         notifier = LocalNotifier()
         yield Replica(notifier, SoleLeadership(), identity, (address,))
         return
-    conn = await connect(dsn, 5.0)
     try:
-        await create_tables(conn)
-        shared = await adopt(conn, SharedIdentity(*shared_parts(settings.data_dir)))
-    finally:
-        await conn.close()
+        conn = await connect(dsn, 5.0)
+        try:
+            await create_tables(conn)
+            shared = await adopt(conn, SharedIdentity(*shared_parts(settings.data_dir)))
+        finally:
+            await conn.close()
+    except DatabaseUnavailableError as exc:
+        raise RuntimeError(f"the database {redacted(dsn)} cannot be reached") from exc
     if install_shared(settings.data_dir, shared.cluster_id, shared.ca_pem, shared.ca_key_pem):
         identity = load_or_create(settings.data_dir, settings.datacenter)
     replica_id = str(uuid.uuid4())

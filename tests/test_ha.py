@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.cluster import Cluster, running_cluster
-from tests.postgres import Backend, run_async
+from tests.postgres import Backend, free_port, run_async
 
 PASSWORD = "hunter2-not-in-logs"
 FAST = ("--heartbeat-interval", "0.2", "--heartbeat-timeout", "3", "--lease-ttl", "2")
@@ -82,6 +82,21 @@ def test_a_url_of_another_kind_is_refused_without_echoing_it(tmp_path: Path) -> 
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "Invalid --database-url: Value error, must start with postgresql:// or postgres://\n"
+
+
+def test_an_unreachable_database_stops_the_start_in_one_line_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://peering:{PASSWORD}@127.0.0.1:{free_port()}/peering"
+    command = [sys.executable, "-m", "peering", "serve", "--data-dir", str(tmp_path), "--database-url", url,
+               "--http-addr", "127.0.0.1:0", "--peering-addr", "127.0.0.1:0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert PASSWORD not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"cannot start: the database {url.replace(f'peering:{PASSWORD}@', '')} cannot be reached")
+    )
 
 
 @pytest.mark.slow

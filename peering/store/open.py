@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from peering.errors import DatabaseUnavailableError
 from peering.store.acl_sqlite import SqliteAclStore
 from peering.store.base import AclStore, Store
 from peering.store.cached import CachedStore
@@ -61,11 +62,14 @@ async def open_database(url: str | None, data_dir: Path) -> AsyncIterator[Databa
 
     Raises:
         ValueError: `url` is not a PostgreSQL URL.
-        DatabaseUnavailableError: PostgreSQL cannot be reached.
+        RuntimeError: PostgreSQL cannot be reached (the message names it without the password).
     """
     dsn = postgres_url(url)
     if dsn is not None:
-        postgres = await PostgresStore.open(dsn)
+        try:
+            postgres = await PostgresStore.open(dsn)
+        except DatabaseUnavailableError as exc:
+            raise RuntimeError(f"the database {redacted(dsn)} cannot be reached") from exc
         try:
             # no in-memory view: with other writers it would go stale (store/cached.py)
             yield Database(postgres, PostgresAclStore(postgres), dsn)
