@@ -16,12 +16,13 @@ from peering import tokens
 from peering.acl_model import ALLOW_ALL, Access, Level
 from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
-from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError, PermissionDeniedError
-from peering.identity import fingerprint
-from peering.locks import KeyedLocks
+from peering.errors import PeeringConflictError, PeeringNotFoundError
+from peering.establishing import CheckResult, Establisher, EstablishRequest, refuse_deleted
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
-from peering.store.base import Secrets
+from peering.store.cached import CachedStore
+
+__all__ = ["CheckResult", "EstablishRequest", "PeeringService", "TokenRequest"]  # the first two: establishing.py
 
 log = logging.getLogger("peering.service")
 
@@ -40,41 +41,6 @@ class TokenRequest:
     server_external_addresses: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
-class EstablishRequest:
-    """What `POST /v1/peering/establish` (and `/check`) asks for, already decoded."""
-
-    name: str
-    token: str
-    partition: str | None = None
-    meta: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """Whether establish would succeed with a token, and what the token says about the remote."""
-
-    is_valid: bool
-    error_message: str | None
-    remote_server_name: str = ""
-    remote_datacenter: str = ""
-    remote_peer_id: str = ""
-    remote_server_version: str = ""
-    remote_server_compat_version: str = ""
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """An establish that passed every local check."""
-
-    name: str
-    partition: str
-    meta: dict[str, str]
-    token: tokens.PeeringToken
-    remote_cluster: str
-    existing: Peering | None
-
-
 class PeeringService:
     """Generate tokens, establish, check, read, list and delete peerings of one cluster."""
 
@@ -82,7 +48,8 @@ class PeeringService:
         self._cluster = cluster
         self._store = cluster.store
         self._outbound = outbound
-        self._name_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()  # (partition, name) of establishes
+        self._establisher = Establisher(cluster, outbound)
+        self._name_locks = self._establisher.name_locks  # what the tests look at
         self._lists: dict[str, tuple[list[Peering], int, list[Peering]]] = {}
 
     async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
@@ -127,7 +94,7 @@ class PeeringService:
             raise PeeringConflictError(
                 f'cannot create peering with name: "{existing.name}"; there is already an established peering'
             )
-        _refuse_deleted(existing)
+        refuse_deleted(existing)
         state = transition(Role.ACCEPTOR, existing.state, Event.TOKEN_GENERATED)
         peering = replace(existing, state=state, meta=existing.meta if meta is None else meta)
         if existing.state is PeeringState.TERMINATED:
@@ -136,30 +103,6 @@ class PeeringService:
                 peering, remote=Remote(), remote_cluster="", peer_id="", peer_ca_pems=(), peer_server_addresses=()
             )
         return peering
-
-    async def _plan(self, request: EstablishRequest, access: Access) -> _Plan:
-        """Every check establish makes before dialing (SPEC §3.2), in Consul's order (ACLs after validation)."""
-        name = check_peer_name(request.name)
-        partition = normalize_partition(request.partition)
-        token = tokens.decode(request.token)
-        meta = check_meta(request.meta)
-        await access.require("peering", Level.WRITE)
-        remote_cluster = fingerprint(token.ca[0])
-        if remote_cluster == self._cluster.identity.ca_fingerprint:
-            raise PeeringConflictError("cannot create a peering within the same cluster")
-        existing = await self._store.get(partition, name)
-        if existing is not None:
-            if existing.role is Role.ACCEPTOR:
-                raise PeeringConflictError(
-                    f'cannot create peering with name: "{name}"; there is an existing peering expecting to be dialed'
-                )
-            _refuse_deleted(existing)
-        listed, _ = await self._store.list_peerings(partition)
-        for other in listed:
-            live = not other.is_deleted and other.state is not PeeringState.TERMINATED
-            if live and other.remote_cluster == remote_cluster and other.name != name:
-                raise PeeringConflictError(f'a peering with this cluster already exists: "{other.name}"')
-        return _Plan(name, partition, meta, token, remote_cluster, existing)
 
     async def establish(self, request: EstablishRequest, *, access: Access = ALLOW_ALL) -> Peering:
         """Dial the acceptor named in the token, exchange its one-time secret, and start the link.
@@ -173,57 +116,7 @@ class PeeringService:
             PeerError: the acceptor could not be reached or answered badly.
             PermissionDeniedError: the caller lacks `peering:write`.
         """
-        try:
-            # validated before anything is keyed by them; the lock goes once nobody holds or awaits it
-            key = (normalize_partition(request.partition), check_peer_name(request.name))
-            async with self._name_locks.hold(key):
-                plan = await self._plan(request, access)
-                peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
-                answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
-                try:
-                    saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
-                except BaseException:
-                    # the acceptor consumed the secret: undo its side too (SPEC §3.2, nothing left behind)
-                    await self._outbound.abandon(plan.token, answer["StreamSecret"])
-                    raise
-        except PeeringError as exc:
-            self._cluster.metrics.establish(exc.code)
-            raise
-        self._cluster.metrics.establish("ok")
-        self._cluster.tracker.forget(saved.id)
-        log.info("peering established", extra={**log_fields(saved), "remote_datacenter": saved.remote.datacenter})
-        # the first heartbeat goes out now, not one interval later: it turns the acceptor ACTIVE
-        await self._outbound.heartbeat(saved)
-        return saved
-
-    async def _save_dialer(self, plan: _Plan, peering_id: str, stream_secret: str) -> Peering:
-        """Save the dialer if the name still holds what the plan read outside this unit (compare-and-set; the
-        re-read is exact, units being serialised): otherwise the race is lost (PeeringConflictError), and the
-        caller undoes the exchange. The in-process name lock only saves work; correctness rests on this."""
-        token = plan.token
-        async with self._cluster.write() as tx:
-            current = await tx.get(plan.partition, plan.name)
-            expected = plan.existing.modify_index if plan.existing is not None else None
-            if (current.modify_index if current is not None else None) != expected:
-                raise PeeringConflictError(
-                    f'cannot create peering with name: "{plan.name}"; the name is already in use'
-                )
-            base = current or Peering(peering_id, plan.name, plan.partition, Role.DIALER, PeeringState.INITIAL)
-            saved = await tx.save(
-                replace(
-                    base,
-                    state=transition(Role.DIALER, base.state, Event.ESTABLISHED),
-                    meta=plan.meta,
-                    peer_id=token.peer_id,
-                    peer_ca_pems=token.ca,
-                    peer_server_name=token.server_name,
-                    peer_server_addresses=token.server_addresses,
-                    remote=Remote(token.remote.datacenter, token.remote.partition),
-                    remote_cluster=plan.remote_cluster,
-                )
-            )
-            await tx.set_secrets(saved.id, Secrets(stream_secret=stream_secret))
-        return saved
+        return await self._establisher.establish(request, access)
 
     async def check(self, request: EstablishRequest, *, access: Access = ALLOW_ALL) -> CheckResult:
         """Run every establish check, including a TLS dial and a secret probe, changing nothing (SPEC §7).
@@ -231,37 +124,20 @@ class PeeringService:
         Raises:
             PermissionDeniedError: the caller lacks `peering:write` (every other failure is a result).
         """
-        token: tokens.PeeringToken | None = None
-        try:
-            plan = await self._plan(request, access)
-            token = plan.token
-            answer = await self._outbound.probe(token, plan.partition)
-        except PermissionDeniedError:
-            raise
-        except PeeringError as exc:
-            if token is None:
-                token = _decoded_or_none(request.token)
-            return CheckResult(
-                False,
-                exc.message,
-                remote_server_name=token.server_name if token else "",
-                remote_datacenter=token.remote.datacenter if token else "",
-                remote_peer_id=token.peer_id if token else "",
-            )
-        return CheckResult(
-            True,
-            None,
-            remote_server_name=answer["ServerName"],
-            remote_datacenter=answer["Datacenter"],
-            remote_peer_id=token.peer_id,
-            remote_server_version=answer["Version"],
-            remote_server_compat_version=answer["ProtocolVersion"],
-        )
+        return await self._establisher.check(request, access)
 
     async def read(
-        self, partition: str | None, name: str, *, min_index: int = 0, wait: float = 0.0, access: Access = ALLOW_ALL
+        self,
+        partition: str | None,
+        name: str,
+        *,
+        min_index: int = 0,
+        wait: float = 0.0,
+        consistent: bool = False,
+        access: Access = ALLOW_ALL,
     ) -> Peering:
-        """One peering by name; with `min_index`, first wait (up to `wait` s) for its index to pass it.
+        """One peering by name; with `min_index`, first wait (up to `wait` s) for its index to pass it;
+        `consistent`: the answer includes every write acknowledged before the call (SPEC §15).
 
         Raises:
             InvalidRequestError: bad partition name.
@@ -270,6 +146,8 @@ class PeeringService:
         """
         part = normalize_partition(partition)
         await access.require("peering", Level.READ)
+        if consistent:
+            await self._catch_up()
 
         async def snapshot() -> tuple[Peering | None, int]:
             # names are ASCII: a non-ASCII one names nothing (and must not fold onto one, as `\u212a` onto `k`)
@@ -284,9 +162,15 @@ class PeeringService:
         return self._cluster.with_stream(peering)
 
     async def list_peerings(
-        self, partition: str | None, *, min_index: int = 0, wait: float = 0.0, access: Access = ALLOW_ALL
+        self,
+        partition: str | None,
+        *,
+        min_index: int = 0,
+        wait: float = 0.0,
+        consistent: bool = False,
+        access: Access = ALLOW_ALL,
     ) -> tuple[list[Peering], int]:
-        """Every peering of a partition sorted by name, and the index to block on next.
+        """Every peering of a partition sorted by name, and the index to block on next (`consistent`: as `read`).
 
         Raises:
             InvalidRequestError: bad partition name.
@@ -294,6 +178,8 @@ class PeeringService:
         """
         part = normalize_partition(partition)
         await access.require("peering", Level.READ)
+        if consistent:
+            await self._catch_up()
         peerings, index = await self._blocking(lambda: self._store.list_peerings(part), min_index, wait)
         return self._streamed_list(part, peerings), index
 
@@ -316,6 +202,12 @@ class PeeringService:
         """
         await access.require("operator", Level.READ)
         return await self._store.every_peering()
+
+    async def _catch_up(self) -> None:
+        """Bring the in-memory view (if any) up to the database's last commit, whoever wrote it: a plain read
+        may lag another writer's commit by up to the view's poll; a database read never lags."""
+        if isinstance(self._store, CachedStore):
+            await self._store.catch_up()
 
     async def _blocking(
         self, snapshot: Callable[[], Awaitable[tuple[T, int]]], min_index: int, wait: float
@@ -384,17 +276,3 @@ class PeeringService:
     async def current_index(self) -> int:
         """The index of the last committed write."""
         return await self._store.current_index()
-
-
-def _refuse_deleted(existing: Peering) -> None:
-    if existing.is_deleted:
-        raise PeeringConflictError(
-            f'cannot create peering with name: "{existing.name}"; the peering is marked for deletion'
-        )
-
-
-def _decoded_or_none(raw: str) -> tokens.PeeringToken | None:
-    try:
-        return tokens.decode(raw)
-    except PeeringError:
-        return None

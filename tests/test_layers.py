@@ -33,6 +33,7 @@ LAYERS = {
     "cluster": 3,
     "outbound": 3,
     "inbound": 3,
+    "establishing": 3,
     "service": 3,
     "links": 3,
     "acl": 3,

@@ -126,7 +126,14 @@ async def read_peering(
     request: Request, name: str, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
 ) -> Response:
     """Read one peering by name (case-insensitive). Supports blocking queries with `index` and `wait`."""
-    call = service.read(options.partition, name, min_index=options.index, wait=options.wait, access=access)
+    call = service.read(
+        options.partition,
+        name,
+        min_index=options.index,
+        wait=options.wait,
+        consistent=options.consistent,
+        access=access,
+    )
     peering = await unless_abandoned(request, call) if options.index else await call
     if isinstance(peering, Response):
         return peering  # the client left while it waited
@@ -171,7 +178,9 @@ async def list_peerings(
     request: Request, options: ReadOptionsDep, service: ServiceDep, access: AccessDep, encoded: EncodedDep
 ) -> Response:
     """List the peerings of a partition, sorted by name, every state included. Supports blocking queries."""
-    call = service.list_peerings(options.partition, min_index=options.index, wait=options.wait, access=access)
+    call = service.list_peerings(
+        options.partition, min_index=options.index, wait=options.wait, consistent=options.consistent, access=access
+    )
     listed = await unless_abandoned(request, call) if options.index else await call
     if isinstance(listed, Response):
         return listed  # the client left while it waited

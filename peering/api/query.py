@@ -87,10 +87,12 @@ class WriteOptions:
 
 @dataclass(frozen=True)
 class ReadOptions(WriteOptions):
-    """Options of read and list: a blocking query waits `wait` s for the index to pass `index`."""
+    """Options of read and list: a blocking query waits `wait` s for the index to pass `index`; `consistent`
+    reads see every acknowledged write (SPEC §15)."""
 
     index: int
     wait: float
+    consistent: bool = False
 
 
 PartitionParam = Annotated[str | None, Query(description="Partition of the peering (`default` when empty).")]
@@ -110,6 +112,7 @@ async def read_options(
     wait: Annotated[
         str | None, Query(description="Blocking query: longest wait, e.g. `30s` (default 5m, max 10m).")
     ] = None,
+    # the descriptions are in openapi/openapi.json too (tests/test_openapi.py compares): change both at once
     stale: Annotated[str | None, Query(description="Accepted; every read is consistent here.")] = None,
     consistent: Annotated[str | None, Query(description="Accepted; every read is consistent here.")] = None,
 ) -> ReadOptions:
@@ -129,7 +132,11 @@ async def read_options(
         except ValueError:
             raise InvalidRequestError("Invalid wait time") from None
     return ReadOptions(
-        partition=first_value(request, "partition"), pretty=pretty is not None, index=min_index, wait=seconds
+        partition=first_value(request, "partition"),
+        pretty=pretty is not None,
+        index=min_index,
+        wait=seconds,
+        consistent=consistent is not None,
     )
 
 
