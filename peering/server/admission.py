@@ -5,7 +5,7 @@ handshake) are what an attacker can open for free, so they never lock anyone out
 a source is at its cap, the connection idle the longest is closed to make room. Only when every
 connection in the way has a request in progress is the new one refused (the caller answers 429).
 
-This works on transports, not on HTTP: the HTTP protocol (h11 today, maybe httptools later) only says
+This works on transports, not on HTTP: the HTTP protocol (httptools or h11) only says
 when a request starts (`Slot.busy`) and when its response is complete (`Slot.idle`).
 """
 

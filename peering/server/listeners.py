@@ -21,7 +21,7 @@ import uvicorn
 from peering.app import Runtime, create_app, create_peer_app, open_runtime
 from peering.server.admission import Gate
 from peering.server.lock import StartupError, locked_data_dir
-from peering.server.protocol import MAX_HEAD_BYTES, REQUEST_TIMEOUT, protocol_class
+from peering.server.protocol import DEFAULT_KIND, MAX_HEAD_BYTES, REQUEST_TIMEOUT, HttpProtocol, Kind, protocol_class
 from peering.server.tls import tls_class
 from peering.settings import Settings, split_host_port
 
@@ -160,11 +160,16 @@ def _gates(settings: Settings) -> tuple[Gate, Gate]:
 
 @asynccontextmanager
 async def listening(
-    settings: Settings, *, request_timeout: float = REQUEST_TIMEOUT, **runtime_options: Any
+    settings: Settings,
+    *,
+    request_timeout: float = REQUEST_TIMEOUT,
+    http_protocol: Kind = DEFAULT_KIND,
+    **runtime_options: Any,
 ) -> AsyncIterator[tuple[Runtime, Bound]]:
     """Open the runtime and serve both listeners for the duration of the block (no signal handling).
 
-    `request_timeout`: seconds a client has to send each request in full (tests shorten it).
+    `request_timeout`: seconds a client has to send each request in full (tests shorten it);
+    `http_protocol`: the HTTP parser, httptools or h11 (tests hold both to the same guarantees).
 
     Raises:
         StartupError: the data dir is in use by another process, or an address cannot be listened on.
@@ -178,7 +183,9 @@ async def listening(
             raise
         try:
             gates = _gates(settings)
-            async with _serving(settings, http_sock, peer_sock, gates, request_timeout, runtime_options) as served:
+            protocols = (protocol_class(gates[0], request_timeout, http_protocol),
+                         protocol_class(gates[1], request_timeout, http_protocol))  # fmt: skip
+            async with _serving(settings, http_sock, peer_sock, gates, protocols, runtime_options) as served:
                 yield served
         finally:
             http_sock.close()
@@ -191,7 +198,7 @@ async def _serving(
     http_sock: socket.socket,
     peer_sock: socket.socket,
     gates: tuple[Gate, Gate],
-    request_timeout: float,
+    protocols: tuple[type[HttpProtocol], type[HttpProtocol]],
     runtime_options: dict[str, Any],
 ) -> AsyncIterator[tuple[Runtime, Bound]]:
     bound = Bound(_format(http_sock), _format(peer_sock))
@@ -208,12 +215,12 @@ async def _serving(
             "backlog": ACCEPT_BATCH,
             "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
         }
-        http_gate, peer_gate = gates
-        peer_http = protocol_class(peer_gate, request_timeout)
+        peer_gate = gates[1]
+        http_protocol, peer_http = protocols
         context = runtime.identity.server_ssl_context()
         context.num_tickets = 0  # peers never resume a TLS session; tickets only cost each handshake
         tls = tls_class(peer_gate, context, settings.peering_handshake_timeout, peer_http)
-        http = _Server(uvicorn.Config(create_app(runtime), http=protocol_class(http_gate, request_timeout), **common))
+        http = _Server(uvicorn.Config(create_app(runtime), http=http_protocol, **common))
         peer = _Server(uvicorn.Config(create_peer_app(runtime), http=tls, **common))
         tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]
         both_ready: asyncio.Future[Any] = asyncio.gather(http.ready.wait(), peer.ready.wait())

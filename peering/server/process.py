@@ -1,4 +1,7 @@
-"""The `peering serve` process: run the cluster until SIGTERM/SIGINT, exit 0 after a clean shutdown."""
+"""The `peering serve` process: run the cluster until SIGTERM/SIGINT, exit 0 after a clean shutdown.
+
+The event loop is uvloop's (libuv): with httptools it is the fastest stack uvicorn has.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import asyncio
 import gc
 import logging
 import signal
+
+import uvloop
 
 from peering import logs
 from peering.server.listeners import listening
@@ -56,7 +61,8 @@ def run(settings: Settings) -> int:
     """The `peering serve` command: exit 0 after a clean shutdown, 1 when the cluster cannot start."""
     logs.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings))
     except StartupError as exc:
         log.error("%s", exc)  # the whole reason in one line, not a traceback
         return 1

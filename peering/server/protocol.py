@@ -1,15 +1,22 @@
-"""The HTTP protocol of both listeners: uvicorn's h11 protocol with admission, a request deadline, a head
-cap and an early 413 for a body announced over the limit."""
+"""The HTTP protocol of both listeners: uvicorn's httptools protocol (or its h11 one) with admission, a
+request deadline, a head cap and an early 413 for a body announced over the limit.
+
+httptools (llhttp, in C) is the default: it serves several times what h11 (pure Python) does. h11 stays
+selectable (`protocol_class(..., kind="h11")`) so that the tests can hold both to the same guarantees.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import RequestResponseCycle as H11Cycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsCycle
 
 from peering.api.body import MAX_BODY_BYTES
 from peering.server.admission import Gate, Refused, Slot
@@ -21,6 +28,9 @@ LINGER = 1.0  # seconds a refused connection is read (and discarded) so that its
 MAX_LINGERING = 256  # refused connections lingering at once; beyond that a refusal is a plain close
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send a whole request (head and body), from connect or last answer
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers; a longer head is a 431 and the connection closes
+
+Kind = Literal["httptools", "h11"]
+DEFAULT_KIND: Kind = "httptools"
 
 
 def refusal(status: str, text: str) -> bytes:
@@ -43,16 +53,17 @@ _TOO_LARGE_HEADERS = [
 ]
 
 
-class HttpProtocol(H11Protocol):
-    """uvicorn's h11 protocol, admitted by a `Gate`, with a deadline for each request and a cap on its head.
+class HttpProtocol(asyncio.Protocol):
+    """What both HTTP protocols add to uvicorn's: admission by a `Gate`, a deadline for each request, a cap
+    on its head, and the early 413. Mixed in before uvicorn's protocol class (`H11Http`, `HttpToolsHttp`).
 
     uvicorn bounds only the idle time between requests (`timeout_keep_alive`), and any byte cancels it: a
     client that trickles a request head or body (slowloris) would otherwise hold its connection for ever.
     Once the request is in, the deadline is off (a blocking query may wait minutes); the next request on a
     keep-alive connection gets a new one.
 
-    h11 refuses only a head still incomplete past its limit; one that arrives whole in a single read (up
-    to 256 KiB) would pass, so the head's size is checked here before h11 sees the bytes.
+    Neither parser caps a head that arrives whole in one read (h11 refuses only an incomplete one past its
+    limit, httptools none at all), so the head's size is counted here before the parser sees the bytes.
 
     uvicorn answers `Expect: 100-continue` as soon as the app reads the body, before the app could see that
     the announced length is over the limit; such a request gets its 413 here, without a 100 first.
@@ -66,6 +77,11 @@ class HttpProtocol(H11Protocol):
     slot: Slot | None = None  # set before `connection_made` when the TLS handshake admitted the connection
     lingering: ClassVar[list[int]] = [0]  # refused connections being read out now (one counter per listener)
     _discarding = False
+    # what uvicorn's protocols have
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    client: tuple[str, int] | None
+    app: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,32 +98,6 @@ class HttpProtocol(H11Protocol):
             self.slot = admitted
         self._arm()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-            self._disarm()  # the whole request arrived (or the connection is done with)
-        cycle: RequestResponseCycle | None = self.cycle  # None until the first request head
-        if self.slot is not None and cycle is not None and not cycle.response_complete:
-            self.slot.busy()
-
-    def on_response_complete(self) -> None:
-        if self.slot is not None:
-            self.slot.idle()
-        self._arm()
-        super().on_response_complete()  # may start a pipelined request: busy again
-
-    def data_received(self, data: bytes) -> None:
-        if self._discarding:
-            return
-        if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
-            pending = self.conn.trailing_data[0] + data
-            end = _HEAD_END.search(pending)
-            if (end.start() if end else len(pending)) > MAX_HEAD_BYTES:
-                log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
-                self._refuse(_HEAD_TOO_LARGE)
-                return
-        super().data_received(data)
-
     def connection_lost(self, exc: Exception | None) -> None:
         if self._discarding:
             self.lingering[0] -= 1
@@ -116,11 +106,26 @@ class HttpProtocol(H11Protocol):
             self.slot.release()
         super().connection_lost(exc)
 
+    def _answering(self) -> bool:
+        """Whether the request whose deadline passed is partly in and already being answered."""
+        raise NotImplementedError
+
+    def _head_over(self, seen: int, pending: bytes) -> bool:
+        """Whether a head of which `seen` bytes were counted before `pending` goes over the cap; if so, it is
+        refused with a 431."""
+        end = _HEAD_END.search(pending)
+        if seen + (end.start() if end else len(pending)) <= MAX_HEAD_BYTES:
+            return False
+        log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
+        self._refuse(_HEAD_TOO_LARGE)
+        return True
+
     async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
         """The app, unless the request waits for a `100 Continue` to send a body over the limit."""
-        if self.cycle.waiting_for_100_continue and _announced(scope["headers"]) > MAX_BODY_BYTES:
+        cycle = receive.__self__  # this request's cycle (with pipelining, `self.cycle` may be a later one)
+        if cycle.waiting_for_100_continue and _announced(scope["headers"]) > MAX_BODY_BYTES:
             log.debug("refusing a body announced over %d bytes before it is sent", MAX_BODY_BYTES)
-            self.cycle.keep_alive = False  # the body the client may still send is not read
+            cycle.keep_alive = False  # the body the client may still send is not read
             await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
             await send({"type": "http.response.body", "body": _TOO_LARGE_TEXT})
             return
@@ -141,8 +146,7 @@ class HttpProtocol(H11Protocol):
         if self.transport.is_closing():
             return
         log.debug("closing a connection whose request did not arrive within %.1f s", self.request_timeout)
-        answered = self.conn.their_state is not h11.IDLE and self.cycle.response_started
-        self._refuse(b"" if answered else _TIMED_OUT)
+        self._refuse(b"" if self._answering() else _TIMED_OUT)
 
     def _evicted(self) -> None:
         """The gate closes this idle connection to admit another (no close_notify wait on TLS)."""
@@ -172,14 +176,122 @@ class HttpProtocol(H11Protocol):
         self.loop.call_later(CLOSE_GRACE, self.transport.abort)
 
 
+class H11Http(HttpProtocol, H11Protocol):
+    """The guarantees on uvicorn's h11 protocol, which parses one request at a time."""
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # the whole request arrived (or the connection is done with)
+        cycle: H11Cycle | None = self.cycle  # None until the first request head
+        if self.slot is not None and cycle is not None and not cycle.response_complete:
+            self.slot.busy()
+
+    def on_response_complete(self) -> None:
+        if self.slot is not None:
+            self.slot.idle()
+        self._arm()
+        super().on_response_complete()  # may start a pipelined request: busy again
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
+            trailing = self.conn.trailing_data[0]
+            if self._head_over(0, trailing + data):
+                return
+        super().data_received(data)
+
+    def _answering(self) -> bool:
+        return self.conn.their_state is not h11.IDLE and bool(self.cycle.response_started)
+
+
+class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
+    """The guarantees on uvicorn's httptools protocol.
+
+    llhttp parses every request of a read at once (pipelined ones are queued by uvicorn), through
+    callbacks: the state here says where the connection is. `_head` counts the bytes of a head still
+    coming (None from the end of a head to the end of its request), `_receiving` is true from a request's
+    first byte to its last.
+    """
+
+    _head: int | None = 0
+    _heads = 0  # heads complete so far
+    _receiving = False
+    _head_refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding or self.transport.is_closing():
+            return
+        heads, head = self._heads, self._head
+        if head is not None and self._head_over(head, data):
+            return
+        super().data_received(data)
+        if head is not None and self._heads == heads and self._head is not None:
+            self._head += len(data)  # the head goes on in the next read (or the read held no end llhttp took)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._receiving = True
+
+    def on_headers_complete(self) -> None:
+        self._head = None
+        self._heads += 1
+        # a head that came whole within one read (pipelined after another, say) was not counted by bytes
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD_BYTES:
+            self._head_refused = True
+            raise _HeadTooLargeError  # stops llhttp; uvicorn answers the parser error with `send_400_response`
+        super().on_headers_complete()
+        cycle: ToolsCycle | None = self.cycle  # None after a first head that upgrades
+        if self.slot is not None and cycle is not None and not cycle.response_complete:
+            self.slot.busy()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._receiving = False
+        self._head = 0
+        cycle: ToolsCycle | None = self.cycle
+        if cycle is not None and cycle.response_complete:
+            self._arm()  # answered before its body was in: the deadline is for the next request now
+        else:
+            self._disarm()  # the whole request arrived
+
+    def on_response_complete(self) -> None:
+        if self.slot is not None:
+            self.slot.idle()
+        super().on_response_complete()  # may start a pipelined request: busy again
+        if not self.cycle.response_complete and self.slot is not None:
+            self.slot.busy()
+        # the deadline runs when no request that arrived in full waits for its answer
+        if not self.pipeline and (self.cycle.response_complete or (self._receiving and self._head is None)):
+            self._arm()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_refused:
+            log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
+            self._refuse(_HEAD_TOO_LARGE)
+        else:
+            super().send_400_response(msg)
+
+    def _answering(self) -> bool:
+        return self._receiving and self._head is None and bool(self.cycle.response_started)
+
+
+class _HeadTooLargeError(Exception):
+    """Raised in a parser callback to stop parsing a head over the cap."""
+
+
+PROTOCOLS: dict[Kind, type[HttpProtocol]] = {"httptools": HttpToolsHttp, "h11": H11Http}
+
+
 def _announced(headers: list[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) < 20 else 0  # h11 already refused a bad one
+            return int(value) if value.isdigit() and len(value) < 20 else 0  # the parser already refused a bad one
     return 0
 
 
-def protocol_class(gate: Gate, request_timeout: float) -> type[HttpProtocol]:
-    """The HTTP protocol class for one listener: its gate and request deadline."""
+def protocol_class(gate: Gate, request_timeout: float, kind: Kind = DEFAULT_KIND) -> type[HttpProtocol]:
+    """The HTTP protocol class for one listener: its gate and request deadline, on httptools or h11."""
     attributes = {"gate": gate, "request_timeout": request_timeout, "lingering": [0]}
-    return type("PeeringHttpProtocol", (HttpProtocol,), attributes)
+    return type("PeeringHttpProtocol", (PROTOCOLS[kind],), attributes)
