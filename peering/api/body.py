@@ -30,12 +30,12 @@ _JSON_KINDS: tuple[tuple[type, str], ...] = (
 _EXPECTED = {"string_type": "string", "list_type": "array", "dict_type": "object"}
 
 
-def _too_large() -> RequestTooLargeError:
-    return RequestTooLargeError(f"Request body too large: the limit is {MAX_BODY_BYTES} bytes")
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"Request body too large: the limit is {limit} bytes")
 
 
-async def read_body(request: Request) -> bytes:
-    """The raw body, refusing more than `MAX_BODY_BYTES`.
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refusing more than `limit` bytes before they are buffered (announced or streamed).
 
     Raises:
         RequestTooLargeError: the body (or its announced length) is over the limit.
@@ -43,15 +43,16 @@ async def read_body(request: Request) -> bytes:
             but it must not count as a 500 nor log a traceback).
     """
     announced = request.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > MAX_BODY_BYTES:
-        raise _too_large()
+    # the length of the digits first: int() refuses more than 4300 of them with a ValueError
+    if announced.isdigit() and (len(announced.lstrip("0")) > len(str(limit)) or int(announced) > limit):
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large()
+            if size > limit:
+                raise _too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise InvalidRequestError("Body decoding failed: unexpected EOF") from None
@@ -101,11 +102,11 @@ def decode_body(raw: bytes, model: type[M]) -> M:
         raise InvalidRequestError(f"Body decoding failed: {reason}") from None
 
 
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency that yields the request body decoded as `model`."""
+def json_body(model: type[M], *, limit: int = MAX_BODY_BYTES) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that yields the request body (at most `limit` bytes) decoded as `model`."""
 
     async def dependency(request: Request) -> M:
-        return decode_body(await read_body(request), model)
+        return decode_body(await read_body(request, limit), model)
 
     return dependency
 

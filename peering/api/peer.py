@@ -14,11 +14,9 @@ from typing import Annotated, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import ClientDisconnect
 
-from peering.api.body import decode_body
+from peering.api.body import json_body
 from peering.api.render import json_response
-from peering.errors import InvalidRequestError, RequestTooLargeError
 from peering.inbound import Dialer, PeerEndpoint
 from peering.rules import MAX_ADDRESS_LENGTH
 
@@ -56,35 +54,9 @@ class StreamRequest(PeerModel):
     stream_secret: str = Field(alias="StreamSecret", max_length=128)
 
 
-def _too_large() -> RequestTooLargeError:
-    return RequestTooLargeError(f"Request body too large: the limit is {MAX_PEER_BODY_BYTES} bytes")
-
-
-async def _read_capped(request: Request) -> bytes:
-    """The body, refusing more than `MAX_PEER_BODY_BYTES` before it is buffered (announced or streamed)."""
-    announced = request.headers.get("content-length", "")
-    if len(announced) > 12 or (announced.isdigit() and int(announced) > MAX_PEER_BODY_BYTES):
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_PEER_BODY_BYTES:
-                raise _too_large()
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InvalidRequestError("Body decoding failed: unexpected EOF") from None
-    return b"".join(chunks)
-
-
 def peer_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency that yields the peer message decoded as `model`, from a capped body."""
-
-    async def dependency(request: Request) -> M:
-        return decode_body(await _read_capped(request), model)
-
-    return dependency
+    """A dependency that yields the peer message decoded as `model`, from a body capped while it streams."""
+    return json_body(model, limit=MAX_PEER_BODY_BYTES)
 
 
 async def _endpoint(request: Request) -> PeerEndpoint:
