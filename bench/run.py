@@ -203,6 +203,10 @@ class Bench:
             "1000",
             "--timeout-keep-alive",
             "5",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
         ]
         server = spawn(
             label, argv, self.logs / f"baseline-{factory}.log", child_environment({"BENCH_BASELINE_DIR": str(data_dir)})
@@ -557,7 +561,7 @@ def main() -> int:
         f"{git_describe()}; Python {platform.python_version()}; {os.cpu_count()} CPUs; {'QUICK run' if args.quick else 'full run'}.",
         f"Load: {generator.description}, {CONNECTIONS} connections, {plan.repetitions} x {plan.seconds} s per target after a {plan.warmup} s warm-up, "
         "repetitions interleaved across targets; req/s, p50 and p99 are medians over the repetitions.",
-        f"Every server is a separate process on 127.0.0.1 (uvicorn, 1 worker, asyncio loop, h11), data in a temp dir on the same file system. Total run time {elapsed:.0f} s.",
+        f"Every server is a separate process on 127.0.0.1 (uvicorn, 1 worker, uvloop, httptools; the service too, as `peering serve` runs by default), data in a temp dir on the same file system. Total run time {elapsed:.0f} s.",
         f"Load average at start {load_start[0]:.2f} (1 min), at end {load_end[0]:.2f}; other processes used {statistics.median(foreign):.2f} cores (median), "
         f"{max(foreign):.2f} at most, during the measured runs.",
     ]
