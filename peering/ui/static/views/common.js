@@ -83,6 +83,16 @@ export function pausedText(delay) {
   return `Live updates paused: trying again in ${Math.max(1, Math.round(delay / 1000))} s.`;
 }
 
+/** A LivePoll `onError` for a view holding `error` and `retryIn`: the same failure again (a retry) only
+ * updates the status line `live`, so the alert is not re-announced; a new one re-renders. */
+export function retryingOnError(view, live, render) {
+  return (err, delay) => {
+    const again = view.error && view.error.status === err.status && view.error.message === err.message;
+    Object.assign(view, { error: err, retryIn: delay });
+    if (again) live.textContent = pausedText(delay); else render();
+  };
+}
+
 /** An alert for a failed call; a denied one names the permission that is missing. */
 export function errorBox(err, doing) {
   const parts = [];

@@ -5,7 +5,8 @@
 import { LivePoll } from "../api.js";
 import { copyButton, exactTime, h, replaceContent, tabSet } from "../dom.js";
 import {
-  badge, deleteDialog, errorBox, pausedText, isDialer, peeringPath, regenerateDialog, staleWarning, staleness, stateHelp, timeAgo,
+  badge, deleteDialog, errorBox, pausedText, isDialer, peeringPath, regenerateDialog, retryingOnError, staleWarning, staleness,
+  stateHelp, timeAgo,
 } from "./common.js";
 
 export function peeringView(main, match, url) {
@@ -25,12 +26,7 @@ export function peeringView(main, match, url) {
       Object.assign(view, { peering: data, fetchedAt, error: null });
       render();
     },
-    onError(err, delay) {
-      // the same failure again (a retry) only updates the status line: the alert is not re-announced
-      const again = view.error && view.error.status === err.status && view.error.message === err.message;
-      Object.assign(view, { error: err, retryIn: delay });
-      if (again) live.textContent = pausedText(delay); else render();
-    },
+    onError: retryingOnError(view, live, render),
   });
   poll.start();
 

@@ -4,8 +4,8 @@
 import { LivePoll, prefs } from "../api.js";
 import { h, replaceContent } from "../dom.js";
 import {
-  STATES, badge, consolePath, deleteDialog, errorBox, isDialer, lastContact, pausedText, regenerateDialog, staleWarning,
-  staleness, timeAgo,
+  STATES, badge, consolePath, deleteDialog, errorBox, isDialer, lastContact, pausedText, regenerateDialog, retryingOnError,
+  staleWarning, staleness, timeAgo,
 } from "./common.js";
 
 const COLUMNS = [
@@ -46,12 +46,7 @@ export function peeringsView(main) {
       Object.assign(view, { peerings: Array.isArray(data) ? data : [], fetchedAt, error: null });
       render();
     },
-    onError(err, delay) {
-      // the same failure again (a retry) only updates the status line: the alert is not re-announced
-      const again = view.error && view.error.status === err.status && view.error.message === err.message;
-      Object.assign(view, { error: err, retryIn: delay });
-      if (again) live.textContent = pausedText(delay); else render();
-    },
+    onError: retryingOnError(view, live, render),
   });
   poll.start();
 
