@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT = 30.0
 
@@ -37,6 +38,17 @@ class Cluster:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout)
+
+
+def reap(process: subprocess.Popen[Any]) -> None:
+    """Stop `process` for good: kill it if it still runs, wait for it, close its pipes (the end of every
+    test process; the pipes closed, no ResourceWarning and no reader thread left blocked)."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager
@@ -82,8 +94,4 @@ def running_cluster(data_dir: Path, *args: str, env: dict[str, str] | None = Non
         threading.Thread(target=keep_reading, daemon=True).start()
         yield cluster
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()
+        reap(process)

@@ -82,6 +82,22 @@ async def check(node: Node, token: str, name: str = "cluster-a") -> dict[str, An
     return dict(response.json())
 
 
+async def assert_refused_at_once(node: Node, token: str, address: str, reason: str, probe_reason: str = "") -> None:
+    """Establishing with `token` (whose peer at `address` answers badly) is a 502 naming the address and the
+    `reason`, at once, and check says IsValid false with its own wording (`probe_reason`, else `reason`)."""
+    response, elapsed = await timed(node.establish("cluster-a", token))
+    assert (response.status_code, response.text) == (
+        502,
+        f'failed to exchange peering secret through address "{address}": {reason}',
+    )
+    assert elapsed < 1.0  # a peer that answers nonsense is not asked again and again
+    checked = await check(node, token)
+    assert checked["IsValid"] is False
+    assert checked["ErrorMessage"] == (
+        f'failed to check peering token through address "{address}": {probe_reason or reason}'
+    )
+
+
 async def test_an_acceptor_down_during_establish_is_a_502_and_the_token_works_once_it_is_back(
     tmp_path: Path,
 ) -> None:
@@ -137,17 +153,7 @@ async def test_a_peer_answering_garbage_is_a_502_that_stores_nothing(tmp_path: P
         for reply, reason, probe_reason in cases:
             async with fake_peer(a.data, reply) as fake:
                 token = await a.token("cluster-b", ServerExternalAddresses=[fake.address])
-                response, elapsed = await timed(b.establish("cluster-a", token))
-                assert (response.status_code, response.text) == (
-                    502,
-                    f'failed to exchange peering secret through address "{fake.address}": {reason}',
-                ), reply
-                assert elapsed < 1.0, reply  # a peer that answers nonsense is not asked again and again
-                checked = await check(b, token)
-                assert checked["IsValid"] is False
-                assert checked["ErrorMessage"] == (
-                    f'failed to check peering token through address "{fake.address}": {probe_reason or reason}'
-                )
+                await assert_refused_at_once(b, token, fake.address, reason, probe_reason or "")
                 assert fake.paths == [EXCHANGE, PROBE]
                 assert (await b.api.get("/v1/peerings")).json() == []
         assert (await a.read("cluster-b"))["State"] == "INITIAL"

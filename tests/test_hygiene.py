@@ -30,6 +30,7 @@ from peering.cluster import hash_secret
 from peering.identity import client_ssl_context
 from peering.logs import TextFormatter
 from tests.cluster import Cluster, running_cluster
+from tests.test_peer_endpoint import dialer_identity
 from tests.test_peering import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Node, _secrets_in, gone, state_is
 
 pytestmark = pytest.mark.anyio
@@ -173,18 +174,6 @@ async def _heartbeats_received(api: httpx.AsyncClient, management: str, at_least
             await anyio.sleep(HEARTBEAT_INTERVAL)
 
 
-def _dialer_identity(ca_pem: str) -> dict[str, Any]:
-    return {
-        "ClusterID": str(uuid.uuid4()),
-        "PeeringID": str(uuid.uuid4()),
-        "CA": ca_pem,
-        "Datacenter": "dc9",
-        "Partition": "default",
-        "ServerName": "server.dc9.consul",
-        "Addresses": ["127.0.0.1:1"],
-    }
-
-
 async def test_no_secret_in_logs_or_error_bodies(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Through a whole two-cluster walk with ACLs on, no token, establishment or stream secret (or hash), ACL
     SecretID (or hash) or private key appears in a log line, a response header, an error body or any other
@@ -309,7 +298,7 @@ async def _walk(
     ]
     for ca, addr, operation, body in attempts:
         if "EstablishmentSecret" in body:
-            body = {**body, "Dialer": _dialer_identity(b_ca)}
+            body = {**body, "Dialer": dialer_identity(b_ca)}
         async with httpx.AsyncClient(verify=client_ssl_context([ca]), timeout=10) as peer:
             peer.event_hooks = {"response": [_recorder(exposed)]}
             refused = await peer.post(f"https://{addr}/peering/v1/{operation}", json=body)

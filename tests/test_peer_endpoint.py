@@ -81,7 +81,8 @@ def other_ca(tmp_path: Path) -> str:
     return load_or_create(tmp_path / "other", "dc2").ca_pem
 
 
-def _dialer(ca: str, **changes: object) -> dict[str, object]:
+def dialer_identity(ca: str, **changes: object) -> dict[str, object]:
+    """The `Dialer` of an exchange: who dials, with the CA `ca` (other tests reuse it)."""
     return {
         "ClusterID": str(uuid.uuid4()),
         "PeeringID": str(uuid.uuid4()),
@@ -98,7 +99,11 @@ async def _accepted(client: httpx.AsyncClient, peer: httpx.AsyncClient, ca: str)
     """An acceptor peering that went through an exchange: its ID and the stream secret handed out."""
     token = (await client.post("/v1/peering/token", json={"PeerName": "cluster-02"})).json()["PeeringToken"]
     fields = json.loads(base64.b64decode(token))
-    body = {"PeerID": fields["PeerID"], "EstablishmentSecret": fields["EstablishmentSecret"], "Dialer": _dialer(ca)}
+    body = {
+        "PeerID": fields["PeerID"],
+        "EstablishmentSecret": fields["EstablishmentSecret"],
+        "Dialer": dialer_identity(ca),
+    }
     exchanged = await peer.post("/peering/v1/exchange", json=body)
     assert exchanged.status_code == 200, exchanged.text
     return str(fields["PeerID"]), str(exchanged.json()["StreamSecret"])
@@ -123,7 +128,7 @@ async def test_an_unknown_peering_id_gets_the_answer_of_a_wrong_secret(
         for peer_id in (known, unknown):
             body: dict[str, object] = {"PeerID": peer_id, secret_field: wrong}
             if secret_field == "EstablishmentSecret":
-                body["Dialer"] = _dialer(other_ca)
+                body["Dialer"] = dialer_identity(other_ca)
             response = await peer.post(f"/peering/v1/{operation}", json=body)
             answers.append((response.status_code, response.text))
         assert answers[0] == answers[1], operation
@@ -183,7 +188,7 @@ HOSTILE_VALUES = st.recursive(
     max_leaves=8,
 )
 PEER_FIELDS = {
-    "exchange": ("PeerID", "EstablishmentSecret", "Dialer", *(f"Dialer.{k}" for k in _dialer(""))),
+    "exchange": ("PeerID", "EstablishmentSecret", "Dialer", *(f"Dialer.{k}" for k in dialer_identity(""))),
     "probe": ("PeerID", "EstablishmentSecret", "Dialer.CA", "Dialer.Addresses", "Dialer.Datacenter"),
     "heartbeat": ("PeerID", "StreamSecret"),
     "terminate": ("PeerID", "StreamSecret"),
@@ -197,7 +202,7 @@ RAW = {"<deep>": "[" * 3000 + "]" * 3000, "<digits>": "9" * 5000}
 def _message(operation: str, field: str, value: object, ca: str) -> bytes:
     """A well-formed message of `operation` but for `field` (`Dialer.X` for a field of the dialer)."""
     body: dict[str, object] = {"PeerID": str(uuid.uuid4()), "StreamSecret": "s", "EstablishmentSecret": "s"}
-    dialer = _dialer(ca)
+    dialer = dialer_identity(ca)
     if field.startswith("Dialer."):
         dialer[field.removeprefix("Dialer.")] = value
     body["Dialer"] = dialer
