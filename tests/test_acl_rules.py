@@ -186,18 +186,37 @@ PATHOLOGICAL: dict[str, Callable[[], str]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
-def test_64_kib_of_pathological_rules_are_read_or_refused_fast(name: str) -> None:
-    """The worst 64 KiB inputs (deep, wide, escapes, unterminated) are answered in well under 50 ms of CPU."""
-    text = PATHOLOGICAL[name]()
-    assert len(text.encode()) <= MAX_RULES_BYTES
+def _best_cpu(text: str) -> float:
     best = float("inf")
     for _ in range(3):  # the best of three: CPU time of this thread, so other processes' load does not count
         started = time.thread_time()
         outcome = _outcome(text)
         best = min(best, time.thread_time() - started)
         assert outcome.startswith(("parsed", "Failed to parse ACL rules: "))
-    assert best < 0.05, f"{name}: {best * 1000:.1f} ms"
+    return best
+
+
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_64_kib_of_pathological_rules_are_read_or_refused_fast(name: str) -> None:
+    """The worst 64 KiB inputs (deep, wide, escapes, unterminated) are answered in linear time, in milliseconds.
+
+    Not a timed test of speed: the bound is the shape. Reading the input takes CPU time that grows at
+    most linearly with its size (a quarter of it, cut at the same kind of place, takes about a quarter
+    of the time; a quadratic reader would take a sixteenth), and stays far below what froze the loop
+    (9.4 s for 340 KB), with coverage's tracing on or not.
+    """
+    global N
+    full = PATHOLOGICAL[name]()
+    assert len(full.encode()) <= MAX_RULES_BYTES
+    whole = _best_cpu(full)
+    saved, N = N, N // 4
+    try:
+        quarter = _best_cpu(PATHOLOGICAL[name]())
+    finally:
+        N = saved
+    assert whole < 0.5, f"{name}: {whole * 1000:.1f} ms"
+    # linear: ~4x; the allowance covers fixed costs and timer noise on small inputs, not a quadratic 16x
+    assert whole < 10 * quarter + 0.005, f"{name}: {whole * 1000:.1f} ms for 64 KiB, {quarter * 1000:.1f} ms for 16 KiB"
 
 
 def test_the_token_budget_admits_a_full_policy_of_real_rules() -> None:
