@@ -21,6 +21,7 @@ from peering.api.errors import install
 from peering.domain import Peering, PeeringState, Role
 from peering.errors import DatabaseUnavailableError, InvalidRequestError
 from peering.store.postgres.acl import PostgresAclStore
+from peering.store.postgres.errors import is_unavailable, unavailable_as_error
 from peering.store.postgres.schema import MIGRATIONS
 from peering.store.postgres.store import PostgresStore
 from tests.postgres import PostgresServer, free_port, reap_orphans, running
@@ -192,3 +193,23 @@ def test_the_server_of_a_killed_session_is_reaped_by_the_next(postgres_server: P
     reap_orphans()
     assert not root.exists()
     assert not running(int(pid_text))
+
+
+async def test_a_connection_left_mid_operation_is_unavailable_not_a_bug(postgres: str) -> None:
+    """What a restart leaves in a pooled connection (an operation still in progress, a broken client
+    protocol state, a server not yet accepting) is `unavailable` (a 503), never a 500."""
+    conn = await asyncpg.connect(postgres)
+    try:
+        sleeping = asyncio.ensure_future(conn.execute("SELECT pg_sleep(0.3)"))
+        await asyncio.sleep(0)  # the statement is sent: the connection is mid-operation
+        with pytest.raises(asyncpg.InterfaceError) as caught:
+            await conn.execute("BEGIN")
+        await sleeping
+    finally:
+        await conn.close()
+    assert is_unavailable(caught.value)
+    assert is_unavailable(asyncpg.InternalClientError("waiter is not done while handling critical protocol error"))
+    assert is_unavailable(asyncpg.CannotConnectNowError("the database system is starting up"))
+    assert not is_unavailable(asyncpg.InterfaceError("the server expects 2 arguments for this query, 1 was passed"))
+    with pytest.raises(DatabaseUnavailableError), unavailable_as_error():
+        raise caught.value

@@ -32,9 +32,18 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database cannot be used right now (as opposed to a wrong statement)."""
     if isinstance(exc, _UNAVAILABLE):
         return True
-    # "connection is closed", "pool is closing": the interface's word for a dead connection; its other
+    if isinstance(exc, asyncpg.InternalClientError):
+        # the client's protocol state broke (a restart cut a pooled connection mid-operation): the
+        # connection cannot be used, the statement was never the problem
+        return True
+    # "connection is closed", "pool is closing": the interface's word for a dead connection; "another
+    # operation is in progress / is cancelling": a connection a restart left mid-operation. Its other
     # errors (bad arguments, misuse) are bugs and must stay loud
-    return isinstance(exc, asyncpg.InterfaceError) and "clos" in str(exc)
+    return isinstance(exc, asyncpg.InterfaceError) and any(word in str(exc) for word in _DEAD_CONNECTION)
+
+
+# what asyncpg's InterfaceError says of a connection that cannot run a statement now
+_DEAD_CONNECTION = ("clos", "another operation is in progress", "another operation is cancelling")
 
 
 @contextmanager

@@ -13,6 +13,7 @@ A read that finds its pooled connection dead (the server restarted) is retried o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -275,9 +276,12 @@ class PostgresStore:
             try:
                 await conn.execute(q.BEGIN_WRITE)
             except BaseException as exc:
-                await _rollback(conn)
+                if is_unavailable(exc):
+                    _terminate(conn)  # its state is unknown (cut mid-operation): the pool opens a new one
+                else:
+                    await _rollback(conn)
                 await self._pool.release(conn)
-                # a pooled connection the server dropped (restart): nothing was done, try one fresh one
+                # a pooled connection the server dropped (restart): BEGIN did not run, try one fresh one
                 if attempt == 1 and is_unavailable(exc) and not isinstance(exc, TimeoutError):
                     continue
                 if is_unavailable(exc):
@@ -360,6 +364,12 @@ class PostgresStore:
             reaped = _changed(await tx.execute(q.REAP_CHANGES, before_index))
             await tx.execute(q.RAISE_HORIZON, before_index)
         return reaped
+
+
+def _terminate(conn: Conn) -> None:
+    """Close a connection whose protocol state is unknown, unless it already went back to its pool."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # a pooled connection that died went back by itself
+        conn.terminate()
 
 
 async def _rollback(conn: Conn) -> None:
