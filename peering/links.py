@@ -21,7 +21,7 @@ from typing import Any
 
 from peering.cluster import Cluster
 from peering.domain import Event, Peering, PeeringState, Role, transition
-from peering.errors import LeaseLostError
+from peering.errors import DatabaseUnavailableError, LeaseLostError
 from peering.leadership import Leadership
 from peering.outbound import Outbound, log_fields
 from peering.service import PeeringService
@@ -54,12 +54,21 @@ class LinkKeeper:
 
     async def run(self) -> None:
         """Reconcile on every write and every tick, until cancelled; then stop every link task."""
+        down = False  # in a database outage (logged once)
         try:
             while True:
                 watch = self._cluster.notifier.watch()
                 try:
                     if await self._leadership.is_leader():
                         await self._reconcile()
+                    if down:
+                        log.info("database available again: keeping links")
+                    down = False
+                except DatabaseUnavailableError:
+                    # an outage is one line when it starts, not a traceback per pass; the next pass retries
+                    if not down:
+                        log.warning("database unavailable: links kept again when it returns")
+                    down = True
                 except Exception:
                     # one bad pass must not end the loop; the next one retries
                     log.exception("keeping links failed")
