@@ -56,7 +56,6 @@ async def test_a_consistent_list_sees_another_writers_write_at_once(
     assert listed.headers["X-Consul-Index"] == str(saved.modify_index)
 
 
-@pytest.mark.xfail(strict=True, reason="peering/api/fast_path.py does not pass `consistent` on yet (see H13's report)")
 async def test_a_plain_consistent_read_sees_another_writers_update_at_once(
     client: httpx.AsyncClient, other: SqliteStore
 ) -> None:

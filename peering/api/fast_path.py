@@ -88,13 +88,13 @@ class FastPath:
         partition, pretty = query.get("partition"), "pretty" in query
         try:
             if name is not None:
-                peering = await self._service.read(partition, name)
+                peering = await self._service.read(partition, name, consistent="consistent" in query)
                 response = bytes_response(
                     self._encoded.one(peering), pretty=pretty, headers=read_headers(peering.modify_index)
                 )
                 scope["route"] = _READ_ROUTE
             else:
-                peerings, index = await self._service.list_peerings(partition)
+                peerings, index = await self._service.list_peerings(partition, consistent="consistent" in query)
                 response = bytes_response(self._encoded.many(peerings), pretty=pretty, headers=read_headers(index))
                 scope["route"] = _LIST_ROUTE
         except PeeringError:

@@ -113,8 +113,12 @@ async def read_options(
         str | None, Query(description="Blocking query: longest wait, e.g. `30s` (default 5m, max 10m).")
     ] = None,
     # the descriptions are in openapi/openapi.json too (tests/test_openapi.py compares): change both at once
-    stale: Annotated[str | None, Query(description="Accepted; every read is consistent here.")] = None,
-    consistent: Annotated[str | None, Query(description="Accepted; every read is consistent here.")] = None,
+    stale: Annotated[
+        str | None, Query(description="Accepted: a read may lag another writer's commit by under 1 s.")
+    ] = None,
+    consistent: Annotated[
+        str | None, Query(description="Present: the answer includes every acknowledged write.")
+    ] = None,
 ) -> ReadOptions:
     """Options of a read, with Consul's messages for malformed values (values are the first given).
 
