@@ -27,7 +27,7 @@ from peering.inbound import PeerEndpoint
 from peering.links import LinkKeeper
 from peering.outbound import Outbound
 from peering.peer_client import PeerClient
-from peering.replica import joined
+from peering.replica import Replica, joined
 from peering.service import PeeringService
 from peering.settings import Settings
 from peering.store.open import open_database
@@ -47,6 +47,8 @@ class Runtime:
     acl: AclService
     endpoint: PeerEndpoint
     advertise_addresses: tuple[str, ...]
+    # the leader and the live replicas for /v1/status (None: this process alone, as built in tests)
+    replica: Replica | None = None
 
 
 @asynccontextmanager
@@ -90,7 +92,14 @@ async def open_runtime(
                 initial = settings.acl_initial_management_token
                 await acls.start(initial.get_secret_value() if initial is not None else None)
             runtime = Runtime(
-                settings, replica.identity, cluster, service, acls, PeerEndpoint(cluster), tuple(advertise_addresses)
+                settings,
+                replica.identity,
+                cluster,
+                service,
+                acls,
+                PeerEndpoint(cluster),
+                tuple(advertise_addresses),
+                replica,
             )
             if not background:
                 yield runtime
@@ -129,6 +138,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.state.encoded = PeeringBytes()
         app.state.acl = runtime.acl
         app.state.leader_address = runtime.advertise_addresses[0]
+        if runtime.replica is not None:  # the lease's owner and the registry's replicas (status.py)
+            app.state.replica = runtime.replica
         if runtime.settings.ui:
             install_ui(app)  # the operator console at /ui/, which calls only the routes above
         if runtime.acl.enabled:

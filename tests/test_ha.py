@@ -160,3 +160,30 @@ def test_a_dead_replica_leaves_new_tokens_within_10_s(tmp_path: Path, postgres: 
             assert time.monotonic() - killed_at < 10, listed()
             time.sleep(0.1)
         report("a killed replica left new tokens after (s)", round(time.monotonic() - killed_at, 2))
+
+
+@pytest.mark.slow
+def test_every_replica_answers_the_lease_owner_as_leader_and_every_live_replica_as_peer(
+    tmp_path: Path, postgres: str
+) -> None:
+    with replicas(tmp_path, postgres, 2) as both:
+        addresses = sorted(r.peering_addr for r in both)
+
+        def status(replica: Cluster, what: str) -> object:
+            return httpx.get(f"{replica.http_url}/v1/status/{what}", timeout=10).json()
+
+        deadline = time.monotonic() + 10
+        while not (status(both[0], "leader") == status(both[1], "leader") in addresses):
+            assert time.monotonic() < deadline, [status(r, "leader") for r in both]
+            time.sleep(0.05)
+        while not all(sorted(status(r, "peers")) == addresses for r in both):  # type: ignore[call-overload]
+            assert time.monotonic() < deadline, [status(r, "peers") for r in both]
+            time.sleep(0.05)
+        owner = next(r for r in both if r.peering_addr == status(both[0], "leader"))
+        other = next(r for r in both if r is not owner)
+        assert owner.stop() == 0  # SIGTERM: the lease is released on the way out
+        stopped_at = time.monotonic()
+        while status(other, "leader") != other.peering_addr:
+            assert time.monotonic() - stopped_at < 10, status(other, "leader")
+            time.sleep(0.05)
+        report("the other replica led after a SIGTERM of the owner (s)", round(time.monotonic() - stopped_at, 2))
