@@ -46,7 +46,9 @@ async def leader(request: Request, service: ServiceDep) -> Response:
     return json_response(address, pretty="pretty" in request.query_params, headers=headers)
 
 
-@router.get("/peers", operation_id="statusPeers", summary="The live replicas' addresses", include_in_schema=False)
+@router.get(
+    "/peers", operation_id="statusPeers", summary="Membership: the live replicas' addresses", response_model=list[str]
+)
 async def peers(request: Request, service: ServiceDep) -> Response:
     """The peering address of every live replica of this cluster (this server's alone with SQLite)."""
     headers = read_headers(await service.current_index())
