@@ -111,7 +111,10 @@ class LinkKeeper:
                     log.warning("peering failing: no heartbeat for %.1f s", silent, extra=log_fields(saved))
         for peering in await cluster.store.awaiting_notice(now):
             self._start(f"notice-{peering.id}", self._notice(peering.id))
-        await self._service.remove_due()
+        try:
+            await self._service.remove_due(self._fence() if self._fence is not None else None)
+        except LeaseLostError:
+            log.warning("background lease lost: not removing deleted peerings")
 
     async def _timed_out(self, peering_id: str) -> Peering | None:
         """Turn a silent acceptor link `FAILING`, only while this replica still holds the lease."""
@@ -173,7 +176,10 @@ class LinkKeeper:
                 told = False
             if told:
                 log.info("peer told of the deletion", extra=log_fields(peering))
-                await self._service.remove(peering)
+                try:
+                    await self._service.remove(peering, self._fence() if self._fence is not None else None)
+                except LeaseLostError:
+                    log.warning("background lease lost: not removing the peering", extra=log_fields(peering))
                 return
             await asyncio.sleep(delay)
             delay = min(MAX_BACKOFF, delay * 2)

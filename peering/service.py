@@ -20,6 +20,7 @@ from peering.errors import PeeringConflictError, PeeringNotFoundError
 from peering.establishing import CheckResult, Establisher, EstablishRequest, refuse_deleted
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
+from peering.store.base import Fence
 from peering.store.cached import CachedStore
 
 __all__ = ["CheckResult", "EstablishRequest", "PeeringService", "TokenRequest"]  # the first two: establishing.py
@@ -254,18 +255,29 @@ class PeeringService:
             await tx.schedule_removal(existing.id, now + grace)
         log.info("peering deleted", extra=log_fields(existing))
 
-    async def remove(self, peering: Peering) -> None:
-        """Remove a deleted peering for good (its peer was told, or its grace period is over)."""
+    async def remove(self, peering: Peering, fence: Fence | None = None) -> None:
+        """Remove a deleted peering for good (its peer was told, or its grace period is over).
+
+        Raises:
+            LeaseLostError: `fence` (the background owner's lease) is no longer held; nothing removed.
+        """
         async with self._cluster.write() as tx:
+            if fence is not None:
+                await tx.fence(fence)
             await tx.remove(peering.id)
         self._cluster.tracker.forget(peering.id)
         log.info("peering removed", extra=log_fields(peering))
 
-    async def remove_due(self) -> int:
-        """Remove every deleted peering whose removal time has come; returns how many."""
+    async def remove_due(self, fence: Fence | None = None) -> int:
+        """Remove every deleted peering whose removal time has come, each fenced with `fence` when given;
+        returns how many.
+
+        Raises:
+            LeaseLostError: `fence` is no longer held; the peerings not yet removed stay.
+        """
         due = await self._store.due_removals(self._cluster.now())
         for peering in due:
-            await self.remove(peering)
+            await self.remove(peering, fence)
         return len(due)
 
     @property

@@ -9,11 +9,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from peering.app import Runtime, create_app
+from peering.app import Runtime, create_app, open_runtime
 from peering.errors import LeaseLostError
 from peering.identity import load_or_create
 from peering.replica import joined
+from peering.service import TokenRequest
 from peering.settings import Settings
+from peering.store.base import Fence
 from peering.store.open import open_database
 from peering.store.postgres.cluster_schema import connect, create_tables
 from peering.store.postgres.lease import PostgresLeadership
@@ -117,3 +119,34 @@ async def test_a_unit_fenced_with_a_lost_lease_writes_nothing(tmp_path: Path, po
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_removal_fenced_with_a_lease_nobody_holds_removes_nothing(tmp_path: Path, postgres: str) -> None:
+    """The link keeper's removals are fenced: a replica that lost the lease cannot remove a peering."""
+    settings = Settings(data_dir=tmp_path / "r1", database_url=SecretStr(postgres), lease_ttl=1.0)
+    async with open_runtime(settings, advertise_addresses=[ADVERTISE], background=False) as runtime:
+        assert runtime.replica is not None
+        service = runtime.service
+        await service.generate_token(TokenRequest("gone"))
+        await service.delete(None, "gone")  # nobody to tell: due for removal at once
+        lost = Fence("background", "a-replica-that-lost-it", 1)
+        with pytest.raises(LeaseLostError):
+            await service.remove_due(lost)
+        assert await runtime.cluster.store.get("default", "gone") is not None
+        leadership = runtime.replica.leadership
+        assert isinstance(leadership, PostgresLeadership)
+
+        async def idle() -> None:
+            await asyncio.Event().wait()
+
+        holding = asyncio.create_task(leadership.hold(idle))
+        try:
+            for _ in range(200):
+                if leadership.valid():
+                    break
+                await asyncio.sleep(0.02)
+            assert await service.remove_due(leadership.fence()) == 1
+        finally:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+        assert await runtime.cluster.store.get("default", "gone") is None
