@@ -21,6 +21,10 @@ class Watch(Protocol):
 class Notifier(Protocol):
     """Tells waiters that something was written."""
 
+    @property
+    def index(self) -> int:
+        """The highest committed index notified so far, by this process or another (0 before the first)."""
+
     def notify(self, index: int) -> None:
         """Fire every watch taken so far: a unit of work committed `index` (this process's or another's)."""
 

@@ -187,3 +187,38 @@ def test_every_replica_answers_the_lease_owner_as_leader_and_every_live_replica_
             assert time.monotonic() - stopped_at < 10, status(other, "leader")
             time.sleep(0.05)
         report("the other replica led after a SIGTERM of the owner (s)", round(time.monotonic() - stopped_at, 2))
+
+
+@pytest.mark.slow
+def test_a_plain_read_on_another_replica_sees_a_write_within_1_s(tmp_path: Path, postgres: str) -> None:
+    """Reads come from each replica's in-memory view, which follows the change feed: a write through
+    replica 1 is read (by name and in the list) on replica 2 within 1 s, without ?consistent."""
+    with (
+        replicas(tmp_path, postgres, 2) as [one, two],
+        httpx.Client(base_url=one.http_url, timeout=10) as first,
+        httpx.Client(base_url=two.http_url, timeout=10) as second,
+    ):
+        assert second.get("/v1/peering/seen-on-two").status_code == 404  # the view holds the name's absence
+        worst = 0.0
+        for i in range(5):
+            name = f"seen-on-two-{i}"
+            made = first.post("/v1/peering/token", json={"PeerName": name})
+            assert made.status_code == 200, made.text
+            written_at = time.monotonic()
+            while second.get(f"/v1/peering/{name}").status_code != 200:
+                assert time.monotonic() - written_at < 1.0, f"{name} not read on replica 2 within 1 s"
+                time.sleep(0.01)
+            assert name in [p["Name"] for p in second.get("/v1/peerings").json()]
+            worst = max(worst, time.monotonic() - written_at)
+        report("a write through replica 1 read on replica 2 after at most (s)", round(worst, 3))
+        deleted = first.delete("/v1/peering/seen-on-two-0")
+        assert deleted.status_code == 200, deleted.text
+        deleted_at = time.monotonic()
+
+        def gone() -> bool:  # nobody to tell: it is TERMINATED, then removed at once by the owner
+            read = second.get("/v1/peering/seen-on-two-0")
+            return read.status_code == 404 or read.json()["State"] == "TERMINATED"
+
+        while not gone():
+            assert time.monotonic() - deleted_at < 1.0
+            time.sleep(0.01)

@@ -71,8 +71,10 @@ async def open_database(url: str | None, data_dir: Path) -> AsyncIterator[Databa
         except DatabaseUnavailableError as exc:
             raise RuntimeError(f"the database {redacted(dsn)} cannot be reached") from exc
         try:
-            # no in-memory view: with other writers it would go stale (store/cached.py)
-            yield Database(postgres, PostgresAclStore(postgres), dsn)
+            # the in-memory view follows the change feed (the notifier announces other replicas' commits,
+            # a poll underneath): reads come from memory, visible on every replica within 1 s
+            cached = await CachedStore.load(postgres)
+            yield Database(cached, PostgresAclStore(postgres), dsn)
         finally:
             await postgres.close()
         return

@@ -69,6 +69,12 @@ class PostgresNotifier:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
+    @property
+    def index(self) -> int:
+        """The highest committed index this replica knows of (its own writes, NOTIFY payloads, the poll):
+        the in-memory view (`store.cached`) catches up when it is above what the view applied."""
+        return self._seen
+
     def notify(self, index: int | None = None) -> None:
         """A local write committed: wake local waiters now, tell the other replicas right after."""
         if index is not None:
