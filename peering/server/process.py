@@ -15,6 +15,7 @@ import uvloop
 from peering import logs
 from peering.server.listeners import listening
 from peering.server.lock import StartupError
+from peering.server.memory import trimming, tune_allocator
 from peering.settings import Settings
 
 log = logging.getLogger("peering.server")
@@ -49,9 +50,11 @@ async def serve(settings: Settings) -> None:
         # held the event loop for 0.3-0.5 s)
         gc.collect()
         gc.freeze()
+        trimmer = asyncio.create_task(trimming())  # gives back what bursts of connections and bodies freed
         try:
             await stop.wait()
         finally:
+            trimmer.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     log.info("stopped")
@@ -60,6 +63,7 @@ async def serve(settings: Settings) -> None:
 def run(settings: Settings) -> int:
     """The `peering serve` command: exit 0 after a clean shutdown, 1 when the cluster cannot start."""
     logs.configure(settings.log_level, settings.log_format)
+    tune_allocator()  # before the loop's threads exist: see peering/server/memory.py
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve(settings))
