@@ -65,7 +65,8 @@ CASES = [
 ]
 # what anyone may call with ACLs on; `check` answers 200 with `IsValid: false` to a request it refuses
 # before the ACL check (bad name or token), as establish answers 400
-OPEN_TO_ANONYMOUS = {"GET /v1/status/leader", "POST /v1/peering/check"}
+# status routes need no token, as in Consul; check validates before it asks for peering:write
+OPEN_TO_ANONYMOUS = {"GET /v1/status/leader", "GET /v1/status/peers", "POST /v1/peering/check"}
 
 
 @dataclass
