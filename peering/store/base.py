@@ -3,7 +3,7 @@
 A `Database` (`Store` is the older name of the same protocol) serves reads and opens units of work
 (`transaction()`): one `UnitOfWork` (`Transaction`) is one database transaction over every kind of
 data it holds: peerings, their secrets, ACL policies and tokens (and, later, catalog and config
-entries). Implementations: `store/sqlite.py` (the embedded default) and `store/postgres/` (several
+entries; their protocols are in `store/catalog_seam.py`, re-exported here). Implementations: `store/sqlite.py` (the embedded default) and `store/postgres/` (several
 replicas); `store/cached.py` is an in-memory view in front of either.
 
 Rules every implementation keeps:
@@ -46,6 +46,19 @@ from typing import NamedTuple, Protocol
 
 from peering.acl_model import AclToken, Policy
 from peering.domain import Peering
+from peering.store.catalog_seam import (
+    CatalogReads,
+    CatalogWrites,
+    ConfigReads,
+    ConfigWrites,
+    ExportMark,
+    ImportState,
+    ReplicationReads,
+    ReplicationWrites,
+)
+
+__all__ = ["CatalogReads", "CatalogWrites", "ConfigReads", "ConfigWrites", "ExportMark", "ImportState"]
+__all__ += ["ReplicationReads", "ReplicationWrites"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +75,10 @@ class Change:
     """One entry of the change feed: the row `key` of `kind` was written (or, `deleted`, removed) at `index`."""
 
     index: int
-    kind: str  # "peering", "acl_policy", "acl_token" (later: catalog and config entries)
-    key: str  # the row's ID (a token's AccessorID)
+    kind: str  # "peering", "acl_policy", "acl_token", "catalog", "config_entry"
+    key: str  # the row's ID (a token's AccessorID); "catalog": "<partition>/<peer_name>/<service name>" for every
+    #          service name whose health view the unit changed (a node or node-check write: every service on the
+    #          node); "config_entry": "<kind>/<name>"
     deleted: bool = False
 
 
@@ -140,6 +155,18 @@ class Transaction(Protocol):
     def acl(self) -> AclWrites:
         """The ACL repository's writes in this unit."""
 
+    @property
+    def catalog(self) -> CatalogWrites:
+        """The catalog's writes in this unit."""
+
+    @property
+    def config(self) -> ConfigWrites:
+        """Config entry writes in this unit."""
+
+    @property
+    def replication(self) -> ReplicationWrites:
+        """Replication bookkeeping in this unit."""
+
     async def fence(self, fence: Fence) -> None:
         """Refuse this unit unless `fence` still holds its lease (PostgreSQL: checked and locked in the
         database until the commit; SQLite: nothing to check, one process).
@@ -201,6 +228,18 @@ class Store(Protocol):
     @property
     def acl(self) -> AclReads:
         """The ACL repository's reads."""
+
+    @property
+    def catalog(self) -> CatalogReads:
+        """The catalog's reads."""
+
+    @property
+    def config(self) -> ConfigReads:
+        """Config entry reads."""
+
+    @property
+    def replication(self) -> ReplicationReads:
+        """Replication bookkeeping reads."""
 
     async def get(self, partition: str, name: str) -> Peering | None:
         """Read one peering by name (compared lower-cased)."""
