@@ -140,5 +140,29 @@ class Access:
             PermissionDeniedError: it may not (ACLs on), or its token is unknown or expired.
         """
 
+    async def require_named(self, resource: str, name: str, level: Level) -> None:
+        """Return if the caller may `level` the thing `name` of a named resource (`service`, `node`), by its
+        exact and prefix rules (SPEC §14).
+
+        Raises:
+            PermissionDeniedError: it may not, or its token is unknown or expired.
+        """
+
+    async def allowed_named(self, resource: str, name: str, level: Level) -> bool:
+        """Whether the caller may `level` the thing `name` (for filtering results; SPEC §14).
+
+        Raises:
+            PermissionDeniedError: its token is unknown or expired (`ACL not found`).
+        """
+        return True
+
+    async def require_imported_read(self) -> None:
+        """Return if the caller may read rows imported from peers (`?peer=`): `service:write` on any service,
+        or read on every service and node (`service_prefix ""` and `node_prefix ""`) (SPEC §14).
+
+        Raises:
+            PermissionDeniedError: it may not, or its token is unknown or expired.
+        """
+
 
 ALLOW_ALL = Access()
