@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from peering import acl_input
+from peering.acl_caller import Caller
 from peering.acl_input import (
     MAX_TTL,
     MAX_TTL_TEXT,
@@ -24,7 +25,18 @@ from peering.acl_input import (
     inside,
     shown,
 )
-from peering.acl_model import ANONYMOUS_ACCESSOR, DENY_ALL, Access, AclToken, Level, Policy, PolicyLink, Rules, allows
+from peering.acl_model import (
+    ANONYMOUS_ACCESSOR,
+    DENY_ALL,
+    Access,
+    AclToken,
+    Authority,
+    Grants,
+    Level,
+    Policy,
+    PolicyLink,
+    Rules,
+)
 from peering.acl_rules import check_rules_text, parse_rules
 from peering.cluster import hash_secret, new_uuid, utcnow
 from peering.errors import (
@@ -91,12 +103,17 @@ class AclService:
             )
         return token
 
-    async def permits(self, token: AclToken, resource: str, level: Level) -> bool:
-        """Whether the token's policies grant `level` on `resource`."""
+    async def authority(self, secret: str | None, source: str | None) -> Authority:
+        """The caller a secret names, with what its policies grant (`acl_caller.Resolver`).
+
+        Raises:
+            PermissionDeniedError: as `resolve`.
+        """
+        token = await self.resolve(secret, source)
         if token.management:
-            return True
+            return Authority(token, None, self.default_policy == "allow")
         policies = await self._store.policies([link.id for link in token.policies]) if token.policies else []
-        return allows([await self._parsed(p) for p in policies], resource, level, self.default_policy == "allow")
+        return Authority(token, Grants([await self._parsed(p) for p in policies]), self.default_policy == "allow")
 
     async def _parsed(self, policy: Policy) -> Rules:
         cached = self._parsed_rules.get(policy.id)
@@ -379,19 +396,3 @@ async def _parse(text: str) -> Rules:
     if len(text) <= _ON_LOOP_CHARS:
         return parse_rules(text)
     return await asyncio.to_thread(parse_rules, text)
-
-
-class Caller(Access):
-    """A request's access with ACLs on: the token is resolved when a permission is first needed."""
-
-    def __init__(self, acl: AclService, secret: str | None, source: str | None) -> None:
-        self._acl = acl
-        self._secret = secret
-        self._source = source
-
-    async def require(self, resource: str, level: Level) -> None:
-        token = await self._acl.resolve(self._secret, self._source)
-        if not await self._acl.permits(token, resource, level):
-            raise PermissionDeniedError(
-                f"Permission denied: token with AccessorID '{token.accessor_id}' lacks permission '{resource}:{level}'"
-            )

@@ -37,6 +37,7 @@ LAYERS = {
     "service": 3,
     "links": 3,
     "acl": 3,
+    "acl_caller": 3,
     "api": 4,
     "ui": 4,
     "app": 5,
