@@ -618,7 +618,7 @@ COMMAND_PATHS = _command_paths()
 
 
 def test_every_command_is_walked() -> None:
-    assert len(COMMAND_PATHS) == 23
+    assert len(COMMAND_PATHS) == 35
     assert ("acl", "token", "create") in COMMAND_PATHS
 
 
@@ -672,7 +672,7 @@ def test_root_help_lists_every_command_sorted_with_its_summary(cli: Cli) -> None
     rows = out.split("Available commands are:\n")[1].split("\n\n")[0].splitlines()
     names = [row.split()[0] for row in rows]
     assert names == sorted(path[0] for path in COMMAND_PATHS if len(path) == 1)
-    assert "    version           Print the peering version." in rows
+    assert "    version              Print the peering version." in rows
 
 
 def test_group_help_lists_its_subcommands(cli: Cli) -> None:

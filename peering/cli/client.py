@@ -213,13 +213,21 @@ class PeeringClient:
     def _partition_field(self) -> JSONObject:
         return {"Partition": self._partition} if self._partition else {}
 
-    def request(self, method: str, path: str, body: JSONObject | None = None, *, parse: bool = True) -> Any:
-        """Send one request (with the partition, if any) and return the decoded JSON answer.
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: JSONObject | None = None,
+        *,
+        parse: bool = True,
+        query: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request (with `query` and the partition, if any) and return the decoded JSON answer.
 
         Raises:
             ApiError: the request failed, or the answer is not 200 (or, with `parse`, not JSON).
         """
-        params = {"partition": self._partition} if self._partition else None
+        params = {**(query or {}), **({"partition": self._partition} if self._partition else {})} or None
         request = self._http.build_request(method, path, params=params, json=body)
         try:
             response = self._http.send(request)

@@ -28,6 +28,15 @@ USAGE: dict[str, str] = {
     "acl token read": "[options] -id ID | -self",
     "acl token list": "[options]",
     "acl token delete": "[options] -id ID",
+    "config write": "[options] <file or ->",
+    "config read": "[options] -kind <config kind> -name <config name>",
+    "config list": "[options] -kind <config kind>",
+    "config delete": "[options] -kind <config kind> -name <config name>",
+    "services export": "[options] -name <service name> -consumer-peers <other cluster name>",
+    "services exported-services": "[options]",
+    "services imported-services": "[options]",
+    "exported-services": "[options] -name <peer name>",
+    "catalog services": "[options]",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -154,4 +163,82 @@ DESCRIPTIONS: dict[str, str] = {
   Example:
 
     $ peering acl token delete -id 2940def0-58f5-4ad5-aa6c-caec80371b0f""",
+    "config": """\
+  Write, read, list and delete config entries. The one kind the cluster knows is
+  exported-services: which services each peer receives.""",
+    "config write": """\
+  Create or update a config entry. The argument is a file, or - to read standard input; the
+  entry is HCL or JSON. With -cas the entry is written only if its ModifyIndex is still
+  -modify-index (0: only if there is none yet); otherwise the command says it was not updated
+  and exits 1.
+
+  Example (from file):
+
+    $ peering config write exported-services.hcl
+
+  Example (from stdin):
+
+    $ peering config write -""",
+    "config read": """\
+  Show the config entry of -kind and -name as JSON, with its CreateIndex and ModifyIndex.
+
+  Example:
+
+    $ peering config read -kind exported-services -name default""",
+    "config list": """\
+  List the names of the config entries of -kind, one a line.
+
+  Example:
+
+    $ peering config list -kind exported-services""",
+    "config delete": """\
+  Delete the config entry of -kind and -name. Deleting the exported-services entry stops every
+  export: the peers drop what they imported. With -cas it is deleted only if its ModifyIndex is
+  still -modify-index.
+
+  Example:
+
+    $ peering config delete -kind exported-services -name default""",
+    "services": """\
+  Export services to peers, and list what is exported and what was imported.""",
+    "services export": """\
+  Export a service to peered clusters: the partition's exported-services entry is read, the
+  service and every missing peer of -consumer-peers are added, and it is written back only if
+  nobody changed it meanwhile. The peers are this cluster's local names for the peerings.
+
+  Example:
+
+    $ peering services export -name web -consumer-peers cluster-02""",
+    "services exported-services": """\
+  List the exported services and the peers that receive each one. Wildcards are expanded.
+
+  Example:
+
+    $ peering services exported-services""",
+    "services imported-services": """\
+  List the services imported from peers and the peering each one comes from.
+
+  Example:
+
+    $ peering services imported-services""",
+    "exported-services": """\
+  List the services exported to the peer with the given name. If the peering is not found, the
+  command exits 1.
+
+  Example:
+
+    $ peering exported-services -name cluster-02""",
+    "catalog": """\
+  Look at the service catalog.""",
+    "catalog services": """\
+  List the services of the catalog, one a line. -peer lists those imported over that peering
+  instead (Consul's CLI cannot); -node only those of one node.
+
+  Example:
+
+    $ peering catalog services -tags
+
+  Example (imported from a peer):
+
+    $ peering catalog services -peer cluster-01""",
 }

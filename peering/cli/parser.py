@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from peering.cli import acl, commands, helptext, serve
+from peering.cli import acl, commands, helptext, serve, sharing
 
 FLAG_FORMS = "Every flag may be written -flag value, -flag=value, --flag value or --flag=value."
 HELP_FLAGS = ("-help", "-h", "--help")
@@ -185,6 +185,8 @@ def build_parser() -> Parser:
     _api_options(check)
 
     _acl_commands(command("acl", "Manage ACL policies and tokens, like `consul acl`.", None, None))
+    # config …, services …, exported-services, catalog …: sharing services with peers
+    sharing.add_commands(sharing.Grammar(command, _child, _flag, _format, _api_options))
 
     shown = command("help", "Show the help of a command, or the list of commands.", _help, None)
     shown.add_argument("command", nargs="*", metavar="<command>", help="A command, e.g. read or acl token create.")
