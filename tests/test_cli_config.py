@@ -1,0 +1,185 @@
+"""`peering config write|read|list|delete`: reading HCL or JSON, flag checks, and the walk against a real cluster."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peering.catalog import exports
+from peering.cli import main
+from peering.cli.commands import CommandError
+from peering.cli.config import MAX_ENTRY_BYTES, load_source, parse_entry
+
+HCL = """\
+Kind = "exported-services"
+Name = "default"
+Services = [
+  { Name = "web", Consumers = [ { Peer = "east" }, { Peer = "west" } ] }
+]
+"""
+BODY = {
+    "Kind": "exported-services",
+    "Name": "default",
+    "Services": [{"Name": "web", "Consumers": [{"Peer": "east"}, {"Peer": "west"}]}],
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# reading an entry
+
+
+def test_hcl_and_json_give_the_same_body_the_server_accepts() -> None:
+    assert parse_entry(HCL) == BODY
+    assert parse_entry(json.dumps(BODY)) == BODY
+    assert exports.parse(parse_entry(HCL)).services[0].peers == ("east", "west")
+
+
+def test_blocks_are_lists_and_repeated_blocks_add_to_them() -> None:
+    text = """
+    Kind = "exported-services"
+    Name = "default"
+    Services {
+      Name = "web"
+      Consumers { Peer = "east" }
+      Consumers { Peer = "west" }
+    }
+    Services {
+      Name = "db"
+      consumers = [{ peer_name = "east" }]
+    }
+    Meta = { owner = "team-a" }
+    """
+    entry = parse_entry(text)
+    assert entry == {
+        "Kind": "exported-services",
+        "Name": "default",
+        "Services": [
+            {"Name": "web", "Consumers": [{"Peer": "east"}, {"Peer": "west"}]},
+            {"Name": "db", "consumers": [{"peer_name": "east"}]},
+        ],
+        "Meta": {"owner": "team-a"},
+    }
+    decoded = exports.parse(entry)  # the server's decoder takes what the CLI sends
+    assert [(s.name, s.peers) for s in decoded.services] == [("web", ("east", "west")), ("db", ("east",))]
+    assert decoded.meta == {"owner": "team-a"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('Name = "default"', "Payload does not contain a kind/Kind key at the top level"),
+        ('{"Name": "default"}', "Payload does not contain a kind/Kind key at the top level"),
+        ("Kind = 3", "Kind value in payload is not a string"),
+        ('{"Kind": null}', "Kind value in payload is not a string"),
+        (
+            'Kind = "exported-services"\nServices = [ { Name = web } ]',
+            "invalid HCL: line 2, column 23: expected a value",
+        ),
+        ('{"Kind": "exported-services",', "invalid JSON: "),
+    ],
+)
+def test_undecodable_entries_say_why(text: str, message: str) -> None:
+    with pytest.raises(CommandError, match=r"^Failed to decode config entry input: ") as caught:
+        parse_entry(text)
+    assert message in str(caught.value)
+
+
+def test_load_source_reads_files_and_stdin_and_refuses_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "entry.hcl"
+    path.write_text(HCL)
+    assert load_source(str(path)) == HCL
+    assert load_source("-", io.StringIO(HCL)) == HCL
+    with pytest.raises(CommandError, match=r"^Failed to load data: must specify a file path or '-' for stdin$"):
+        load_source("")
+    missing = tmp_path / "nope.hcl"
+    with pytest.raises(CommandError, match=r"^Failed to load data: Failed to read file: open .*nope.hcl: no such file"):
+        load_source(str(missing))
+    (tmp_path / "latin1.hcl").write_bytes(b'Kind = "\xe9"')
+    with pytest.raises(CommandError, match=r"is not UTF-8 text$"):
+        load_source(str(tmp_path / "latin1.hcl"))
+    big = tmp_path / "big.json"
+    big.write_text(" " * (MAX_ENTRY_BYTES + 1))
+    with pytest.raises(CommandError, match=f"more than {MAX_ENTRY_BYTES} bytes$"):
+        load_source(str(big))
+    with pytest.raises(CommandError, match=f"Failed to read stdin: more than {MAX_ENTRY_BYTES} bytes$"):
+        load_source("-", io.StringIO("x" * (MAX_ENTRY_BYTES + 5)))
+
+
+def test_a_large_entry_within_the_size_limit_is_read() -> None:
+    services = [{"Name": f"svc-{i:04d}", "Consumers": [{"Peer": "east"}]} for i in range(2_000)]
+    hcl_text = (
+        'Kind = "exported-services"\nName = "default"\nServices = [\n'
+        + "".join(f'  {{ Name = "svc-{i:04d}", Consumers = [ {{ Peer = "east" }} ] }},\n' for i in range(2_000))
+        + "]\n"
+    )
+    assert len(hcl_text) < MAX_ENTRY_BYTES
+    assert parse_entry(hcl_text)["Services"] == services
+
+
+# flags checked before any request (no server listens on the address given)
+
+NOWHERE = ["-http-addr", "127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["config", "write"], "Must provide exactly one positional argument to specify the config entry to write"),
+        (
+            ["config", "write", "a", "b"],
+            "Must provide exactly one positional argument to specify the config entry to write",
+        ),
+        (["config", "write", ""], "Failed to load data: must specify a file path or '-' for stdin"),
+        (["config", "read", "-name", "default"], "Must specify the -kind parameter"),
+        (["config", "read", "-kind", "exported-services"], "Must specify the -name parameter"),
+        (["config", "list"], "Must specify the -kind parameter"),
+        (["config", "delete", "-name", "default"], "Must specify the -kind parameter"),
+        (["config", "delete", "-kind", "exported-services"], "Must specify the -name parameter"),
+        (
+            ["config", "delete", "-kind", "k", "-name", "n", "-cas"],
+            "Must specify a -modify-index greater than 0 with -cas",
+        ),
+        (
+            ["config", "delete", "-kind", "k", "-name", "n", "-modify-index", "3"],
+            "Cannot specify -modify-index without -cas",
+        ),
+    ],
+)
+def test_flag_errors_exit_1_before_any_request(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert run(capsys, *argv, *NOWHERE) == (1, "", message + "\n")
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", "18446744073709551616", "\u0661"])
+def test_a_bad_modify_index_is_a_usage_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    code, out, err = run(capsys, "config", "write", "-cas", f"-modify-index={value}", "x.hcl", *NOWHERE)
+    assert (code, out) == (1, "")
+    assert "argument -modify-index/--modify-index: invalid value" in err
+
+
+def test_write_names_the_entry_in_its_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "entry.hcl"
+    path.write_text(HCL)
+    code, out, err = run(capsys, "config", "write", str(path), *NOWHERE)
+    assert (code, out) == (1, "")
+    assert err.startswith('Error writing config entry exported-services/default: Put "http://127.0.0.1:9/v1/config": ')
+
+
+# against a real cluster
+
+
+def _entry(cluster_http: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code, out, err = run(capsys, "config", "read", "-kind", "exported-services", "-name", "default", *cluster_http)
+    assert (code, err) == (0, ""), err
+    entry: dict[str, Any] = json.loads(out)
+    return entry

@@ -1,0 +1,163 @@
+"""`peering services …`, `peering exported-services` and `peering catalog services`.
+
+The merge of `services export` and the layouts are checked on their own (layouts with an
+`httpx.MockTransport` answering what the routes answer); the commands themselves run against
+real clusters at the end of the file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from peering.cli.catalog import format_services, node_service_tags
+from peering.cli.commands import CommandError
+from peering.cli.services import add_consumers, split_names
+from tests.test_cli import Cli, cli, ok
+
+__all__ = ["cli"]  # the fixture, imported for the tests below
+
+# services export: the merge
+
+
+def test_a_new_entry_is_named_after_the_partition() -> None:
+    assert add_consumers(None, "default", "web", ["east", "west"], []) == {
+        "Kind": "exported-services",
+        "Name": "default",
+        "Services": [{"Name": "web", "Consumers": [{"Peer": "east"}, {"Peer": "west"}]}],
+    }
+
+
+def test_missing_consumers_are_added_once_and_everything_else_is_kept() -> None:
+    entry: dict[str, Any] = {
+        "Kind": "exported-services",
+        "Name": "default",
+        "Services": [
+            {"Name": "db", "Consumers": [{"Peer": "east"}]},
+            {"Name": "web", "Consumers": [{"Peer": "east"}]},
+        ],
+        "Meta": {"owner": "team-a"},
+        "CreateIndex": 12,
+        "ModifyIndex": 15,
+    }
+    body = add_consumers(entry, "default", "web", ["east", "west"], [])
+    assert body == {
+        "Kind": "exported-services",
+        "Name": "default",
+        "Services": [
+            {"Name": "db", "Consumers": [{"Peer": "east"}]},
+            {"Name": "web", "Consumers": [{"Peer": "east"}, {"Peer": "west"}]},
+        ],
+        "Meta": {"owner": "team-a"},
+    }
+    assert entry["Services"][1] == {"Name": "web", "Consumers": [{"Peer": "east"}]}  # the answer is not changed
+    assert add_consumers(body, "default", "web", ["west", "east"], []) == body  # nothing to add
+    assert add_consumers(body, "default", "api", ["east"], [])["Services"][-1] == {
+        "Name": "api",
+        "Consumers": [{"Peer": "east"}],
+    }
+
+
+def test_split_names_keeps_the_order_and_refuses_empty_names() -> None:
+    assert split_names("east,west,east", "peer") == ["east", "west"]
+    assert split_names(None, "peer") == []
+    for value in ("east,", ",east", "east,,west"):
+        with pytest.raises(CommandError, match=r'^Invalid peer ""$'):
+            split_names(value, "peer")
+
+
+# layouts
+
+EXPORTED = [
+    {"Service": "db", "Consumers": {"Peers": ["east"]}},
+    {"Service": "web", "Consumers": {"Peers": ["east", "west"]}},
+]
+IMPORTED = [{"Service": "api", "SourcePeer": "cluster-01"}, {"Service": "web", "SourcePeer": "east"}]
+
+
+def test_exported_services_pretty_table(cli: Cli) -> None:
+    call = cli(["services", "exported-services"], ok(EXPORTED))
+    assert (call.code, call.err) == (0, "")
+    assert call.out == "Service  Consumer Peers\ndb       east\nweb      east, west\n"
+    assert call.request.url.path == "/v1/exported-services"
+
+
+def test_exported_services_json_keeps_the_answer(cli: Cli) -> None:
+    call = cli(["services", "exported-services", "-format", "json"], ok(EXPORTED))
+    assert (call.code, json.loads(call.out)) == (0, EXPORTED)
+    assert call.out.startswith('[\n    {\n        "Service": "db",')
+
+
+@pytest.mark.parametrize("fmt", ["pretty", "json"])
+def test_nothing_exported_or_imported_says_so(cli: Cli, fmt: str) -> None:
+    assert cli(["services", "exported-services", "-format", fmt], ok([])).out == "No exported services found\n"
+    assert cli(["services", "imported-services", "-format", fmt], ok([])).out == "No imported services found\n"
+
+
+@pytest.mark.parametrize("command", ["exported-services", "imported-services"])
+def test_a_bad_format_is_refused_before_any_request(cli: Cli, command: str) -> None:
+    call = cli(["services", command, "-format", "yaml"])
+    assert (call.code, call.out, call.err) == (1, "", "Invalid format, valid formats are {pretty|json}\n")
+
+
+def test_imported_services_pretty_table(cli: Cli) -> None:
+    call = cli(["services", "imported-services"], ok(IMPORTED))
+    assert call.out == "Service  Source Peer\napi      cluster-01\nweb      east\n"
+    assert call.request.url.path == "/v1/imported-services"
+
+
+@pytest.mark.parametrize(
+    ("answer", "prefix"),
+    [
+        ({"not": "a list"}, "Error reading exported services: expected a JSON array of objects"),
+        (["web"], "Error reading exported services: expected a JSON array of objects"),
+    ],
+)
+def test_a_wrong_answer_is_an_error(cli: Cli, answer: Any, prefix: str) -> None:
+    call = cli(["services", "exported-services"], ok(answer))
+    assert (call.code, call.out, call.err) == (1, "", prefix + "\n")
+
+
+def _peering(exported: list[str] | None) -> dict[str, Any]:
+    return {"Name": "cluster-02", "State": "ACTIVE", "StreamStatus": {"ExportedServices": exported}}
+
+
+def test_peering_exported_services_one_a_line_or_consul_json(cli: Cli) -> None:
+    call = cli(["exported-services", "-name", "cluster-02"], ok(_peering(["db", "web"])))
+    assert (call.code, call.out, call.err) == (0, "db\nweb\n", "")
+    assert call.request.url.path == "/v1/peering/cluster-02"
+    call = cli(["exported-services", "-name", "cluster-02", "-format", "json"], ok(_peering(["db", "web"])))
+    assert call.out == '[{"ID":"db"},{"ID":"web"}]\n'
+    assert cli(["exported-services", "-name", "cluster-02"], ok(_peering([]))).out == "\n"
+    assert cli(["exported-services", "-name", "x", "-format=json"], ok(_peering(None))).out == "[]\n"
+
+
+def test_peering_exported_services_errors(cli: Cli) -> None:
+    assert cli(["exported-services"]).err == "Missing the required -name flag\n"
+    assert cli(["exported-services", "-name", "x", "-format", "xml"]).err == (
+        "Invalid format, valid formats are {pretty|json}\n"
+    )
+    call = cli(["exported-services", "-name", "nope"], httpx.Response(404, text='Peering not found for "nope"'))
+    assert (call.code, call.out, call.err) == (1, "", "No peering with name nope found.\n")
+
+
+def test_catalog_services_layouts() -> None:
+    services = {"web": ["v2", "prod"], "db": [], "consul-long-name": ["a"]}
+    assert format_services(services, tags=False) == "consul-long-name\ndb\nweb"
+    assert format_services(services, tags=True) == ("consul-long-name      a\ndb\nweb                   prod,v2")
+
+
+def test_catalog_node_services_merge_tags_by_name() -> None:
+    answer = {
+        "Node": {"Node": "n1"},
+        "Services": {
+            "web-1": {"ID": "web-1", "Service": "web", "Tags": ["a"]},
+            "web-2": {"ID": "web-2", "Service": "web", "Tags": ["b"]},
+            "db": {"ID": "db", "Service": "db", "Tags": None},
+        },
+    }
+    assert node_service_tags(answer) == {"web": ["a", "b"], "db": []}
+    assert node_service_tags(None) == {}
