@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,7 @@ from peering.catalog import exports
 from peering.cli import main
 from peering.cli.commands import CommandError
 from peering.cli.config import MAX_ENTRY_BYTES, load_source, parse_entry
+from tests.cluster import running_cluster
 
 HCL = """\
 Kind = "exported-services"
@@ -178,8 +178,101 @@ def test_write_names_the_entry_in_its_errors(capsys: pytest.CaptureFixture[str],
 # against a real cluster
 
 
-def _entry(cluster_http: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    code, out, err = run(capsys, "config", "read", "-kind", "exported-services", "-name", "default", *cluster_http)
+def _index(capsys: pytest.CaptureFixture[str], api: list[str]) -> int:
+    code, out, err = run(capsys, "config", "read", "-kind", "exported-services", "-name", "default", *api)
     assert (code, err) == (0, ""), err
-    entry: dict[str, Any] = json.loads(out)
-    return entry
+    index: int = json.loads(out)["ModifyIndex"]
+    return index
+
+
+def test_the_config_walk_with_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write from HCL and from stdin, read, list, the CAS refusals, Consul's validation as a 400, delete."""
+    path = tmp_path / "exported.hcl"
+    path.write_text(HCL)
+    with running_cluster(tmp_path / "data") as cluster:
+        api = ["-http-addr", cluster.ready["http_addr"]]
+        kind = ["-kind", "exported-services"]
+
+        assert run(capsys, "config", "list", *kind, *api) == (0, "", "")
+        assert run(capsys, "config", "read", *kind, "-name", "default", *api) == (
+            1,
+            "",
+            "Error reading config entry exported-services/default: Unexpected response code: 404 "
+            '(Config entry not found for "exported-services" / "default")\n',
+        )
+
+        assert run(capsys, "config", "write", str(path), *api) == (
+            0,
+            "Config entry written: exported-services/default\n",
+            "",
+        )
+        code, out, _ = run(capsys, "config", "read", *kind, "-name", "default", *api)
+        entry = json.loads(out)
+        assert code == 0
+        assert {key: entry[key] for key in ("Kind", "Name", "Services")} == BODY
+        assert entry["CreateIndex"] == entry["ModifyIndex"] > 0
+        assert out.startswith('{\n    "Kind": "exported-services",\n')  # Consul's 4-space indent
+        first = entry["ModifyIndex"]
+
+        # compare-and-set: 0 means only if absent; a stale index loses
+        for index in (0, first - 1):
+            assert run(capsys, "config", "write", "-cas", f"-modify-index={index}", str(path), *api) == (
+                1,
+                "",
+                "Config entry not updated: exported-services/default\n",
+            )
+        assert _index(capsys, api) == first
+
+        changed = {**BODY, "Services": [{"Name": "db", "Consumers": [{"Peer": "east"}]}]}
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(changed)))
+        assert run(capsys, "config", "write", "--cas", "--modify-index", str(first), "-", *api) == (
+            0,
+            "Config entry written: exported-services/default\n",
+            "",
+        )
+        second = _index(capsys, api)
+        assert second > first
+
+        # the server's validation, with Consul's texts (as 400s)
+        refused = tmp_path / "refused.hcl"
+        refused.write_text('Kind = "exported-services"\nName = "default"\nServices = [ { Name = "web" } ]\n')
+        assert run(capsys, "config", "write", str(refused), *api) == (
+            1,
+            "",
+            "Error writing config entry exported-services/default: Unexpected response code: 400 "
+            "(Services[0]: must have at least one consumer)\n",
+        )
+        other = tmp_path / "defaults.hcl"
+        other.write_text('Kind = "service-defaults"\nName = "web"\nProtocol = "http"\n')
+        code, out, err = run(capsys, "config", "write", str(other), *api)
+        assert (code, out) == (1, "")
+        assert err.startswith("Error writing config entry service-defaults/web: Unexpected response code: 400 (")
+        assert "invalid config entry kind: service-defaults" in err
+        assert _index(capsys, api) == second  # nothing refused was written
+
+        assert run(capsys, "config", "list", *kind, *api) == (0, "default\n", "")
+
+        assert run(
+            capsys, "config", "delete", *kind, "-name", "default", "-cas", "-modify-index", str(first), *api
+        ) == (
+            1,
+            "",
+            "Config entry not deleted: exported-services/default\n",
+        )
+        assert run(
+            capsys, "config", "delete", *kind, "-name", "default", "-cas", "-modify-index", str(second), *api
+        ) == (
+            0,
+            "Config entry deleted: exported-services/default\n",
+            "",
+        )
+        assert run(capsys, "config", "read", *kind, "-name", "default", *api)[0] == 1
+        # deleting what is not there is fine, as in Consul
+        assert run(capsys, "config", "delete", *kind, "-name", "default", *api) == (
+            0,
+            "Config entry deleted: exported-services/default\n",
+            "",
+        )
+        assert run(capsys, "config", "list", *kind, *api) == (0, "", "")
