@@ -122,6 +122,8 @@ class Peering:
     create_index: int = 0
     modify_index: int = 0
     stream: StreamStatus = NO_STREAM
+    imported_services: tuple[str, ...] = ()  # names imported through this peering (SPEC §14), persisted
+    exported_services: tuple[str, ...] = ()  # names exported to its peer, persisted
 
     @property
     def is_deleted(self) -> bool:

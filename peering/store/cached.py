@@ -27,7 +27,21 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from peering.domain import Peering
-from peering.store.base import AclReads, AclWrites, Changes, Fence, Secrets, Store, Transaction
+from peering.store.base import (
+    AclReads,
+    AclWrites,
+    CatalogReads,
+    CatalogWrites,
+    Changes,
+    ConfigReads,
+    ConfigWrites,
+    Fence,
+    ReplicationReads,
+    ReplicationWrites,
+    Secrets,
+    Store,
+    Transaction,
+)
 
 POLL = 0.5  # seconds between two catch-ups without notification (writes visible everywhere within 1 s)
 _PAGE = 1000
@@ -61,6 +75,20 @@ class _RecordingTransaction:
     @property
     def acl(self) -> AclWrites:
         return self._inner.acl
+
+    # catalog, config and replication writes are not cached: they go to the inner unit as they are, and
+    # take its index through it, so `wrote` (the inner unit's) tells the view and the notifier of them too
+    @property
+    def catalog(self) -> CatalogWrites:
+        return self._inner.catalog
+
+    @property
+    def config(self) -> ConfigWrites:
+        return self._inner.config
+
+    @property
+    def replication(self) -> ReplicationWrites:
+        return self._inner.replication
 
     async def fence(self, fence: Fence) -> None:
         await self._inner.fence(fence)
@@ -255,6 +283,18 @@ class CachedStore:
     @property
     def acl(self) -> AclReads:
         return self._inner.acl  # ACL reads are not cached
+
+    @property
+    def catalog(self) -> CatalogReads:
+        return self._inner.catalog  # nor catalog, config entry or replication reads
+
+    @property
+    def config(self) -> ConfigReads:
+        return self._inner.config
+
+    @property
+    def replication(self) -> ReplicationReads:
+        return self._inner.replication
 
     async def get(self, partition: str, name: str) -> Peering | None:
         await self._fresh()

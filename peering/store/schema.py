@@ -159,4 +159,113 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO changes (idx, kind, key, deleted) SELECT value, 'acl_token', OLD.accessor_id, 1 FROM counter WHERE id = 1;
     END;
     """,
+    # 6: the catalog (SPEC §13): nodes, service instances and checks keyed by (partition, peer_name), a node's
+    #    rows cascading to its instances and checks, an instance's to its checks (a node check's service_id is
+    #    NULL, so the instance key skips it); each scope's index; config entries (SPEC §14) with an index per
+    #    kind; the replication bookkeeping (export marks with a generation per peering, import state); the
+    #    peerings' persisted imported/exported service lists. Catalog and config feed entries are written by
+    #    the store in the same unit (`store/catalog_sql.py`: one per service name, not per row).
+    """
+    CREATE TABLE catalog_nodes (
+        partition TEXT NOT NULL,
+        peer_name TEXT NOT NULL,
+        node TEXT NOT NULL,
+        address TEXT NOT NULL,
+        id TEXT NOT NULL DEFAULT '',
+        datacenter TEXT NOT NULL DEFAULT '',
+        tagged_addresses TEXT NOT NULL DEFAULT '{}',
+        meta TEXT NOT NULL DEFAULT '{}',
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL,
+        PRIMARY KEY (partition, peer_name, node)
+    );
+    CREATE TABLE catalog_services (
+        partition TEXT NOT NULL,
+        peer_name TEXT NOT NULL,
+        node TEXT NOT NULL,
+        id TEXT NOT NULL,
+        service TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        address TEXT NOT NULL DEFAULT '',
+        port INTEGER NOT NULL DEFAULT 0,
+        meta TEXT NOT NULL DEFAULT '{}',
+        tagged_addresses TEXT NOT NULL DEFAULT '{}',
+        weights_passing INTEGER NOT NULL DEFAULT 1,
+        weights_warning INTEGER NOT NULL DEFAULT 1,
+        enable_tag_override INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL DEFAULT '',
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL,
+        PRIMARY KEY (partition, peer_name, node, id),
+        FOREIGN KEY (partition, peer_name, node) REFERENCES catalog_nodes (partition, peer_name, node)
+            ON DELETE CASCADE
+    );
+    CREATE INDEX catalog_services_by_name ON catalog_services (partition, peer_name, service);
+    CREATE TABLE catalog_checks (
+        partition TEXT NOT NULL,
+        peer_name TEXT NOT NULL,
+        node TEXT NOT NULL,
+        check_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('passing', 'warning', 'critical')),
+        notes TEXT NOT NULL DEFAULT '',
+        output TEXT NOT NULL DEFAULT '',
+        service_id TEXT,
+        service_name TEXT NOT NULL DEFAULT '',
+        service_tags TEXT NOT NULL DEFAULT '[]',
+        type TEXT NOT NULL DEFAULT '',
+        ttl REAL,
+        deadline TEXT,
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL,
+        PRIMARY KEY (partition, peer_name, node, check_id),
+        FOREIGN KEY (partition, peer_name, node) REFERENCES catalog_nodes (partition, peer_name, node)
+            ON DELETE CASCADE,
+        FOREIGN KEY (partition, peer_name, node, service_id)
+            REFERENCES catalog_services (partition, peer_name, node, id) ON DELETE CASCADE
+    );
+    CREATE INDEX catalog_checks_by_service ON catalog_checks (partition, peer_name, node, service_id);
+    -- the TTL timer asks for the next deadline of a local check that is not critical yet
+    CREATE INDEX catalog_checks_due ON catalog_checks (deadline)
+        WHERE peer_name = '' AND deadline IS NOT NULL AND status <> 'critical';
+    CREATE TABLE catalog_scopes (
+        partition TEXT NOT NULL,
+        peer_name TEXT NOT NULL,
+        modify_index INTEGER NOT NULL,
+        PRIMARY KEY (partition, peer_name)
+    );
+
+    CREATE TABLE config_entries (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '{}',
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE config_kinds (
+        kind TEXT PRIMARY KEY,
+        modify_index INTEGER NOT NULL
+    );
+
+    CREATE TABLE export_generations (
+        peering_id TEXT PRIMARY KEY,
+        generation TEXT NOT NULL
+    );
+    CREATE TABLE export_marks (
+        peering_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (peering_id, name)
+    );
+    CREATE TABLE import_states (
+        peering_id TEXT PRIMARY KEY,
+        generation TEXT NOT NULL,
+        applied_seq INTEGER NOT NULL
+    );
+
+    ALTER TABLE peerings ADD COLUMN imported_services TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE peerings ADD COLUMN exported_services TEXT NOT NULL DEFAULT '[]';
+    """,
 )

@@ -27,6 +27,15 @@ from peering.store.base import Change, Changes, Fence, Secrets
 from peering.store.group_commit import GroupCommit
 from peering.store.inline_writer import InlineWriter
 from peering.store.schema import MIGRATIONS, timestamp
+from peering.store.sqlite_catalog import (
+    SqliteCatalogReads,
+    SqliteCatalogWrites,
+    SqliteConfigReads,
+    SqliteConfigWrites,
+    SqliteReplicationReads,
+    SqliteReplicationWrites,
+    reader_snapshot,
+)
 from peering.store.sqlite_rows import COLUMNS as _COLUMNS
 from peering.store.sqlite_rows import from_row as _from_row
 from peering.store.sqlite_rows import to_row as _to_row
@@ -48,10 +57,25 @@ class SqliteTransaction:
         self._conn = conn
         self._index: int | None = None
         self._acl = SqliteAclWrites(conn, self.bump)
+        self._catalog = SqliteCatalogWrites(conn, self.bump)
+        self._config = SqliteConfigWrites(conn, self.bump)
+        self._replication = SqliteReplicationWrites(conn)
 
     @property
     def acl(self) -> SqliteAclWrites:
         return self._acl
+
+    @property
+    def catalog(self) -> SqliteCatalogWrites:
+        return self._catalog
+
+    @property
+    def config(self) -> SqliteConfigWrites:
+        return self._config
+
+    @property
+    def replication(self) -> SqliteReplicationWrites:
+        return self._replication
 
     @property
     def wrote(self) -> bool:
@@ -95,13 +119,14 @@ class SqliteTransaction:
         saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
         try:
             await self._conn.execute(
-                f"INSERT INTO peerings ({_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+                f"INSERT INTO peerings ({_COLUMNS}) VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))}) "
                 "ON CONFLICT (id) DO UPDATE SET partition = excluded.partition, name = excluded.name, "
                 "role = excluded.role, state = excluded.state, meta = excluded.meta, "
                 "deleted_at = excluded.deleted_at, peer_id = excluded.peer_id, peer_ca_pems = excluded.peer_ca_pems, "
                 "peer_server_name = excluded.peer_server_name, peer_server_addresses = excluded.peer_server_addresses, "
                 "remote_datacenter = excluded.remote_datacenter, remote_partition = excluded.remote_partition, "
-                "remote_cluster = excluded.remote_cluster, modify_index = excluded.modify_index",
+                "remote_cluster = excluded.remote_cluster, imported_services = excluded.imported_services, "
+                "exported_services = excluded.exported_services, modify_index = excluded.modify_index",
                 _to_row(saved),
             )
         except sqlite3.IntegrityError as exc:
@@ -184,6 +209,10 @@ class SqliteStore:
         self._group = GroupCommit(writer)
         self._read_lock = asyncio.Lock()
         self._acl = SqliteAclReads(self._rows)
+        snapshot = reader_snapshot(reader, self._read_lock)
+        self._catalog = SqliteCatalogReads(snapshot)
+        self._config = SqliteConfigReads(snapshot)
+        self._replication = SqliteReplicationReads(snapshot)
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -226,6 +255,18 @@ class SqliteStore:
     @property
     def acl(self) -> SqliteAclReads:
         return self._acl
+
+    @property
+    def catalog(self) -> SqliteCatalogReads:
+        return self._catalog
+
+    @property
+    def config(self) -> SqliteConfigReads:
+        return self._config
+
+    @property
+    def replication(self) -> SqliteReplicationReads:
+        return self._replication
 
     async def get(self, partition: str, name: str) -> Peering | None:
         async with self._read_lock:

@@ -12,7 +12,8 @@ from peering.store.schema import timestamp
 
 COLUMNS = (
     "id, partition, name, role, state, meta, deleted_at, peer_id, peer_ca_pems, peer_server_name, "
-    "peer_server_addresses, remote_datacenter, remote_partition, remote_cluster, create_index, modify_index"
+    "peer_server_addresses, remote_datacenter, remote_partition, remote_cluster, create_index, modify_index, "
+    "imported_services, exported_services"
 )
 
 
@@ -34,6 +35,8 @@ def to_row(p: Peering) -> tuple[Any, ...]:
         p.remote_cluster,
         p.create_index,
         p.modify_index,
+        json.dumps(list(p.imported_services)),
+        json.dumps(list(p.exported_services)),
     )
 
 
@@ -41,7 +44,7 @@ def from_row(row: Iterable[Any]) -> Peering:
     (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = (
         values := tuple(row)
     )[:11]
-    remote_dc, remote_partition, remote_cluster, create_index, modify_index = values[11:]
+    remote_dc, remote_partition, remote_cluster, create_index, modify_index, imported, exported = values[11:]
     return Peering(
         id=id_,
         name=name,
@@ -58,4 +61,6 @@ def from_row(row: Iterable[Any]) -> Peering:
         remote_cluster=remote_cluster,
         create_index=create_index,
         modify_index=modify_index,
+        imported_services=tuple(json.loads(imported)),
+        exported_services=tuple(json.loads(exported)),
     )

@@ -25,7 +25,10 @@ COLUMNS = (
     "remote_cluster",
     "create_index",
     "modify_index",
+    "imported_services",
+    "exported_services",
 )
+_MODIFY = COLUMNS.index("modify_index") + 1  # its parameter's number in SAVE
 _COLS = ", ".join(COLUMNS)
 _NAMED = 'lower(name) = lower($2::text COLLATE "C")'  # ASCII folding, as SQLite's lower()
 
@@ -54,11 +57,12 @@ saved AS (
         peer_ca_pems = excluded.peer_ca_pems, peer_server_name = excluded.peer_server_name,
         peer_server_addresses = excluded.peer_server_addresses, remote_datacenter = excluded.remote_datacenter,
         remote_partition = excluded.remote_partition, remote_cluster = excluded.remote_cluster,
+        imported_services = excluded.imported_services, exported_services = excluded.exported_services,
         modify_index = excluded.modify_index
     RETURNING partition
 )
 INSERT INTO partitions (name, modify_index)
-SELECT partition, ${len(COLUMNS)}::bigint FROM saved UNION SELECT partition, ${len(COLUMNS)}::bigint FROM old
+SELECT partition, ${_MODIFY}::bigint FROM saved UNION SELECT partition, ${_MODIFY}::bigint FROM old
 ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index
 """
 # the live peering of another ID that holds this remote cluster (for the conflict's message)

@@ -35,13 +35,15 @@ def to_args(p: Peering) -> tuple[Any, ...]:
         p.remote_cluster,
         p.create_index,
         p.modify_index,
+        list(p.imported_services),
+        list(p.exported_services),
     )
 
 
 def from_row(row: Sequence[Any] | asyncpg.Record) -> Peering:
     """A peering from the values of `queries.COLUMNS`."""
     (id_, partition, name, role, state, meta, deleted_at, peer_id, cas, server_name, addresses) = row[:11]
-    remote_dc, remote_partition, remote_cluster, create_index, modify_index = row[11:16]
+    remote_dc, remote_partition, remote_cluster, create_index, modify_index, imported, exported = row[11:18]
     return Peering(
         id=id_,
         name=name,
@@ -58,4 +60,6 @@ def from_row(row: Sequence[Any] | asyncpg.Record) -> Peering:
         remote_cluster=remote_cluster,
         create_index=create_index,
         modify_index=modify_index,
+        imported_services=tuple(imported),
+        exported_services=tuple(exported),
     )

@@ -154,6 +154,110 @@ MIGRATIONS: tuple[str, ...] = (
         WHEN (NEW.modify_index <> OLD.modify_index) EXECUTE FUNCTION changes_acl_tokens();
     CREATE TRIGGER changes_acl_tokens_delete AFTER DELETE ON acl_tokens FOR EACH ROW EXECUTE FUNCTION changes_acl_tokens();
     """,
+    # 3: the catalog, config entries, replication bookkeeping and the peerings' imported/exported lists, as
+    #    SQLite's migration 6 (feed entries written by the store, `store/catalog_sql.py`)
+    """
+    CREATE TABLE catalog_nodes (
+        partition text COLLATE "C" NOT NULL,
+        peer_name text COLLATE "C" NOT NULL,
+        node text COLLATE "C" NOT NULL,
+        address text NOT NULL,
+        id text NOT NULL DEFAULT '',
+        datacenter text NOT NULL DEFAULT '',
+        tagged_addresses json NOT NULL DEFAULT '{}',
+        meta json NOT NULL DEFAULT '{}',
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        PRIMARY KEY (partition, peer_name, node)
+    );
+    CREATE TABLE catalog_services (
+        partition text COLLATE "C" NOT NULL,
+        peer_name text COLLATE "C" NOT NULL,
+        node text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        service text COLLATE "C" NOT NULL,
+        tags json NOT NULL DEFAULT '[]',
+        address text NOT NULL DEFAULT '',
+        port integer NOT NULL DEFAULT 0,
+        meta json NOT NULL DEFAULT '{}',
+        tagged_addresses json NOT NULL DEFAULT '{}',
+        weights_passing integer NOT NULL DEFAULT 1,
+        weights_warning integer NOT NULL DEFAULT 1,
+        enable_tag_override boolean NOT NULL DEFAULT false,
+        kind text NOT NULL DEFAULT '',
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        PRIMARY KEY (partition, peer_name, node, id),
+        FOREIGN KEY (partition, peer_name, node) REFERENCES catalog_nodes (partition, peer_name, node)
+            ON DELETE CASCADE
+    );
+    CREATE INDEX catalog_services_by_name ON catalog_services (partition, peer_name, service);
+    CREATE TABLE catalog_checks (
+        partition text COLLATE "C" NOT NULL,
+        peer_name text COLLATE "C" NOT NULL,
+        node text COLLATE "C" NOT NULL,
+        check_id text COLLATE "C" NOT NULL,
+        name text NOT NULL,
+        status text NOT NULL CHECK (status IN ('passing', 'warning', 'critical')),
+        notes text NOT NULL DEFAULT '',
+        output text NOT NULL DEFAULT '',
+        service_id text COLLATE "C",
+        service_name text NOT NULL DEFAULT '',
+        service_tags json NOT NULL DEFAULT '[]',
+        type text NOT NULL DEFAULT '',
+        ttl double precision,
+        deadline timestamptz,
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        PRIMARY KEY (partition, peer_name, node, check_id),
+        FOREIGN KEY (partition, peer_name, node) REFERENCES catalog_nodes (partition, peer_name, node)
+            ON DELETE CASCADE,
+        FOREIGN KEY (partition, peer_name, node, service_id)
+            REFERENCES catalog_services (partition, peer_name, node, id) ON DELETE CASCADE
+    );
+    CREATE INDEX catalog_checks_by_service ON catalog_checks (partition, peer_name, node, service_id);
+    CREATE INDEX catalog_checks_due ON catalog_checks (deadline)
+        WHERE peer_name = '' AND deadline IS NOT NULL AND status <> 'critical';
+    CREATE TABLE catalog_scopes (
+        partition text COLLATE "C" NOT NULL,
+        peer_name text COLLATE "C" NOT NULL,
+        modify_index bigint NOT NULL,
+        PRIMARY KEY (partition, peer_name)
+    );
+
+    CREATE TABLE config_entries (
+        kind text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        body json NOT NULL DEFAULT '{}',
+        create_index bigint NOT NULL,
+        modify_index bigint NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE config_kinds (
+        kind text COLLATE "C" PRIMARY KEY,
+        modify_index bigint NOT NULL
+    );
+
+    CREATE TABLE export_generations (
+        peering_id text PRIMARY KEY,
+        generation text NOT NULL
+    );
+    CREATE TABLE export_marks (
+        peering_id text NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        hash text NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (peering_id, name)
+    );
+    CREATE TABLE import_states (
+        peering_id text PRIMARY KEY,
+        generation text NOT NULL,
+        applied_seq bigint NOT NULL
+    );
+
+    ALTER TABLE peerings ADD COLUMN imported_services text[] NOT NULL DEFAULT '{}';
+    ALTER TABLE peerings ADD COLUMN exported_services text[] NOT NULL DEFAULT '{}';
+    """,
 )
 
 

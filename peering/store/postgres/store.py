@@ -32,6 +32,7 @@ from peering.errors import (
     RemoteClusterTakenError,
 )
 from peering.store.base import Change, Changes, Fence, Secrets
+from peering.store.postgres import catalog as c
 from peering.store.postgres import queries as q
 from peering.store.postgres.acl import PostgresAclReads, PostgresAclWrites
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
@@ -67,6 +68,10 @@ class PostgresTransaction:
         self.conn = conn
         self._index: int | None = None
         self._acl = PostgresAclWrites(self)
+        # the catalog part of the unit (store/postgres/catalog.py): on its connection, with its index
+        self.catalog = c.PostgresCatalogWrites(conn, self.bump)
+        self.config = c.PostgresConfigWrites(conn, self.bump)
+        self.replication = c.PostgresReplicationWrites(conn)
 
     @property
     def acl(self) -> PostgresAclWrites:
@@ -197,6 +202,10 @@ class PostgresStore:
         self._pool = pool
         self._budget = budget
         self._acl = PostgresAclReads(self.fetch)
+        snapshot = c.pool_snapshot(pool, budget)  # the catalog part's reads (store/postgres/catalog.py)
+        self.catalog = c.PostgresCatalogReads(snapshot)
+        self.config = c.PostgresConfigReads(snapshot)
+        self.replication = c.PostgresReplicationReads(snapshot)
 
     @property
     def acl(self) -> PostgresAclReads:
