@@ -8,14 +8,17 @@ real clusters at the end of the file.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from peering.cli import main
 from peering.cli.catalog import format_services, node_service_tags
 from peering.cli.commands import CommandError
 from peering.cli.services import add_consumers, split_names
+from tests.cluster import running_cluster
 from tests.test_cli import Cli, cli, ok
 
 __all__ = ["cli"]  # the fixture, imported for the tests below
@@ -161,3 +164,105 @@ def test_catalog_node_services_merge_tags_by_name() -> None:
     }
     assert node_service_tags(answer) == {"web": ["a", "b"], "db": []}
     assert node_service_tags(None) == {}
+
+
+# against real clusters
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], *argv: str, transport: httpx.BaseTransport | None = None
+) -> tuple[int, str, str]:
+    code = main(list(argv), transport=transport)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _consumers(capsys: pytest.CaptureFixture[str], api: list[str]) -> dict[str, list[str]]:
+    code, out, err = run(capsys, "config", "read", "-kind", "exported-services", "-name", "default", *api)
+    assert (code, err) == (0, ""), err
+    return {svc["Name"]: [c["Peer"] for c in svc["Consumers"]] for svc in json.loads(out)["Services"]}
+
+
+class Interloper(httpx.BaseTransport):
+    """The real network, with someone else changing the entry just before the first write goes out."""
+
+    def __init__(self, base_url: str, change: dict[str, Any]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.base_url = base_url
+        self.change = change
+        self.interfered = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not self.interfered:
+            self.interfered = True
+            assert httpx.put(f"{self.base_url}/v1/config", json=self.change).json() is True
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_the_export_walk_with_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Export creates the entry, adds only missing consumers, lists as Consul; errors and a lost race."""
+    with running_cluster(tmp_path / "data") as cluster:
+        api = ["-http-addr", cluster.ready["http_addr"]]
+        assert run(capsys, "services", "exported-services", *api) == (0, "No exported services found\n", "")
+
+        assert run(capsys, "services", "export", "-name", "web", "-consumer-peers", "east,west", *api) == (
+            0,
+            'Successfully exported service "web" to cluster peers "east,west"\n',
+            "",
+        )
+        assert run(capsys, "services", "export", "-name=web", "-consumer-peers=west,north,north", *api)[:2] == (
+            0,
+            'Successfully exported service "web" to cluster peers "west,north,north"\n',
+        )
+        assert run(capsys, "services", "export", "--name", "db", "--consumer-peers", "east", *api)[0] == 0
+        assert _consumers(capsys, api) == {"web": ["east", "west", "north"], "db": ["east"]}
+
+        assert run(capsys, "services", "exported-services", *api) == (
+            0,
+            "Service  Consumer Peers\ndb       east\nweb      east, north, west\n",
+            "",
+        )
+        code, out, _ = run(capsys, "services", "exported-services", "-format", "json", *api)
+        assert (code, json.loads(out)) == (
+            0,
+            [
+                {"Service": "db", "Consumers": {"Peers": ["east"]}},
+                {"Service": "web", "Consumers": {"Peers": ["east", "north", "west"]}},
+            ],
+        )
+
+        for argv, message in [
+            (["-consumer-peers", "east"], "Missing the required -name flag"),
+            (["-name", "web"], "Missing the required -consumer-peers or -consumer-partitions flag"),
+            (["-name", "web", "-consumer-peers", "east,"], 'Invalid peer ""'),
+            (["-name", "web", "-consumer-partitions", ",x"], 'Invalid partition ""'),
+            (
+                ["-name", "web", "-consumer-partitions", "team"],
+                "Error writing config entry: Unexpected response code: 400 "
+                "(Services[0].Consumers[3]: partitions are not supported)",
+            ),
+            (
+                ["-name", "web", "-consumer-peers", "Not_A_Peer"],
+                "Error writing config entry: Unexpected response code: 400 (Services[0].Consumers[3]: ",
+            ),
+        ]:
+            code, out, err = run(capsys, "services", "export", *argv, *api)
+            assert (code, out) == (1, ""), argv
+            assert err.startswith(message), err
+
+        # someone changes the entry between the read and the write: refused, their change kept
+        theirs = {"Kind": "exported-services", "Name": "default", "Services": [{"Name": "api", "Consumers": [{"Peer": "east"}]}]}  # fmt: skip
+        interloper = Interloper(cluster.http_url, theirs)
+        argv = ["services", "export", "-name", "web", "-consumer-peers", "south", *api]
+        assert run(capsys, *argv, transport=interloper) == (
+            1,
+            "",
+            "Config entry was changed during update. Please try again\n",
+        )
+        assert interloper.interfered
+        assert _consumers(capsys, api) == {"api": ["east"]}
+        assert run(capsys, *argv)[0] == 0  # tried again, it works
+        assert _consumers(capsys, api) == {"api": ["east"], "web": ["south"]}
