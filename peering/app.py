@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from peering import __version__
 from peering.acl import AclService
 from peering.api import acl, agent, docs, errors, peer, peerings, status
+from peering.api import config as config_routes
 from peering.api.access_log import RequestLog
 from peering.api.fast_path import FastPath
 from peering.api.forwarded import TrustedProxies
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.api.render import PeeringBytes
+from peering.catalog.config import ConfigService
 from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
@@ -132,11 +134,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(acl.router)
     app.include_router(status.router)
     app.include_router(agent.router)
+    app.include_router(config_routes.router)
     docs.install(app)
     if runtime is not None:
         app.state.service = runtime.service
         app.state.encoded = PeeringBytes()
         app.state.acl = runtime.acl
+        app.state.config = ConfigService(runtime.cluster)  # stateless over the cluster: one per app
         app.state.leader_address = runtime.advertise_addresses[0]
         if runtime.replica is not None:  # the lease's owner and the registry's replicas (status.py)
             app.state.replica = runtime.replica
