@@ -1,47 +1,34 @@
 """What this cluster sends to its peers (SPEC §6): exchange, heartbeat, terminate, probe.
 
-Every answer is decoded against the shape of each field it must carry (sizes and characters), so a
-peer's text can be stored, logged and shown to clients as it is.
+Requests are built and answers decoded with the models of `peer/wire.py` (the acceptor decodes the same
+ones): each field an answer must carry is checked for its shape (sizes and characters), so a peer's text
+can be stored, logged and shown to clients as it is.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
 from typing import Any
 
 from peering import __version__
 from peering.cluster import PROTOCOL_VERSION, Cluster
 from peering.domain import Event, Peering, PeeringState, Role
 from peering.errors import InvalidRequestError, InvalidTransitionError, PeerError, SecretRejectedError
+from peering.peer.wire import (
+    ANSWER_CHECKS,
+    DialerIdentity,
+    ExchangeAnswer,
+    HeartbeatAnswer,
+    PeerModel,
+    ProbeAnswer,
+    SecretRequest,
+    StreamRequest,
+    answer_checks,
+)
 from peering.peer_client import InvalidAnswerError, PeerClient, PeerTarget
-from peering.rules import valid_hostname
 from peering.tokens import PeeringToken
 
 log = logging.getLogger("peering.links")
-
-
-def _matching(pattern: str) -> Callable[[str], bool]:
-    compiled = re.compile(pattern)
-    return lambda value: compiled.fullmatch(value) is not None
-
-
-# what each field of an answer must look like
-_FIELDS: dict[str, Callable[[str], bool]] = {
-    "StreamSecret": _matching(r"[\x21-\x7e]{1,128}"),  # printable ASCII: stored, and sent back as proof
-    "Datacenter": _matching(r"[A-Za-z0-9_-]{1,64}"),  # as `--datacenter`
-    "ServerName": valid_hostname,
-    "Version": _matching(r"[\x20-\x7e]{1,64}"),
-    "ProtocolVersion": _matching(r"[0-9]{1,8}"),
-    "Status": _matching(f"{PeeringState.ACTIVE}|{PeeringState.TERMINATED}"),
-}
-_EXCHANGE = ("StreamSecret", "Datacenter", "ServerName", "Version")  # StreamSecret first: see `exchange`
-_PROBE = ("Datacenter", "ServerName", "Version", "ProtocolVersion")
-
-
-def _expect(keys: tuple[str, ...]) -> dict[str, Callable[[str], bool]]:
-    return {key: _FIELDS[key] for key in keys}
 
 
 def target_of(peering: Peering) -> PeerTarget:
@@ -63,19 +50,19 @@ class Outbound:
         self._cluster = cluster
         self._peers = peers
 
-    def _identity(self, partition: str, peering_id: str) -> dict[str, Any]:
+    def _identity(self, partition: str, peering_id: str) -> DialerIdentity:
         me = self._cluster.identity
-        return {
-            "ClusterID": me.cluster_id,
-            "PeeringID": peering_id,
-            "CA": me.ca_pem,
-            "Datacenter": me.datacenter,
-            "Partition": partition,
-            "ServerName": me.server_name,
-            "Addresses": list(self._cluster.advertise_addresses),
-            "Version": __version__,
-            "ProtocolVersion": PROTOCOL_VERSION,
-        }
+        return DialerIdentity(
+            ClusterID=me.cluster_id,
+            PeeringID=peering_id,
+            CA=me.ca_pem,
+            Datacenter=me.datacenter,
+            Partition=partition,
+            ServerName=me.server_name,
+            Addresses=list(self._cluster.advertise_addresses),
+            Version=__version__,
+            ProtocolVersion=PROTOCOL_VERSION,
+        )
 
     async def exchange(self, token: PeeringToken, partition: str, peering_id: str) -> dict[str, str]:
         """Trade the token's one-time secret for a stream secret; returns the acceptor's answer.
@@ -90,13 +77,13 @@ class Outbound:
             PeerProtocolError: the answer made no sense.
         """
         try:
-            answer = await self._present_secret("exchange", token, partition, peering_id, _EXCHANGE)
+            answer = await self._present_secret("exchange", token, partition, peering_id, ExchangeAnswer)
         except InvalidAnswerError as exc:
             secret = exc.answer.get("StreamSecret")
-            if isinstance(secret, str) and _FIELDS["StreamSecret"](secret):
+            if isinstance(secret, str) and ANSWER_CHECKS["StreamSecret"](secret):
                 await self.abandon(token, secret)
             raise
-        return {key: answer[key] for key in _EXCHANGE}
+        return _strings(answer)
 
     async def abandon(self, token: PeeringToken, stream_secret: str) -> None:
         """Undo an exchange the acceptor completed but this side cannot keep (SPEC §3.2: nothing left
@@ -104,7 +91,7 @@ class Outbound:
         `TERMINATED`, as if this side had been deleted. Best effort within the establish timeout: a
         failure is logged (never the secret) and the acceptor's link then turns `FAILING` for lack of
         heartbeats."""
-        body = {"PeerID": token.peer_id, "StreamSecret": stream_secret}
+        body = _body(StreamRequest(PeerID=token.peer_id, StreamSecret=stream_secret))
         try:
             await self._peers.call(
                 token_target(token), "terminate", body, within=self._cluster.timings.establish_timeout
@@ -120,26 +107,26 @@ class Outbound:
         Raises:
             SecretRejectedError, PeerUnreachableError, InvalidRequestError, PeerProtocolError: as `exchange`.
         """
-        answer = await self._present_secret("probe", token, partition, "", _PROBE)
-        return {key: answer[key] for key in _PROBE}
+        return _strings(await self._present_secret("probe", token, partition, "", ProbeAnswer))
 
     async def _present_secret(
-        self, operation: str, token: PeeringToken, partition: str, peering_id: str, keys: tuple[str, ...]
-    ) -> dict[str, Any]:
+        self, operation: str, token: PeeringToken, partition: str, peering_id: str, answer: type[PeerModel]
+    ) -> PeerModel:
         """Send the token's establishment secret and our identity to the acceptor (exchange or probe)."""
-        body = {
-            "PeerID": token.peer_id,
-            "EstablishmentSecret": token.establishment_secret,
-            "Dialer": self._identity(partition, peering_id),
-        }
+        body = SecretRequest(
+            PeerID=token.peer_id,
+            EstablishmentSecret=token.establishment_secret,
+            Dialer=self._identity(partition, peering_id),
+        )
         try:
-            return await self._peers.call(
+            raw = await self._peers.call(
                 token_target(token),
                 operation,
-                body,
+                _body(body),
                 within=self._cluster.timings.establish_timeout,
-                expect=_expect(keys),
+                expect=answer_checks(answer),
             )
+            return answer.model_validate(raw)
         except SecretRejectedError:
             raise SecretRejectedError(
                 "a new peering token must be generated: invalid peering establishment secret"
@@ -157,11 +144,11 @@ class Outbound:
         cluster = self._cluster
         secret = (await cluster.store.secrets(peering.id)).stream_secret or ""
         try:
-            answer = await self._peers.call(
+            raw = await self._peers.call(
                 target_of(peering),
                 "heartbeat",
-                {"PeerID": peering.peer_id, "StreamSecret": secret},
-                expect=_expect(("Status",)),
+                _body(StreamRequest(PeerID=peering.peer_id, StreamSecret=secret)),
+                expect=answer_checks(HeartbeatAnswer),
             )
         except (PeerError, InvalidRequestError) as exc:  # a 400: the peer does not take our message
             cluster.metrics.heartbeat_sent("failed")
@@ -173,7 +160,7 @@ class Outbound:
                 await self.peer_terminated(peering.id)
                 return False
             return await self._heartbeat_failed(peering, "the peer rejected the stream secret")
-        status = answer["Status"]
+        status = HeartbeatAnswer.model_validate(raw).status
         cluster.metrics.heartbeat_sent("ok")
         cluster.tracker.heartbeat(peering.id, cluster.now())
         if status == PeeringState.TERMINATED:
@@ -216,7 +203,8 @@ class Outbound:
         if not proof:
             return True  # nothing was ever exchanged: there is nobody to tell
         try:
-            await self._peers.call(target_of(peering), "terminate", {"PeerID": peering.peer_id, "StreamSecret": proof})
+            body = _body(StreamRequest(PeerID=peering.peer_id, StreamSecret=proof))
+            await self._peers.call(target_of(peering), "terminate", body)
         except SecretRejectedError:
             log.debug("the peer holds no such link any more", extra=log_fields(peering))
             return True
@@ -224,6 +212,16 @@ class Outbound:
             log.debug("could not tell the peer about the deletion: %s", exc.message, extra=log_fields(peering))
             return False
         return True
+
+
+def _body(message: PeerModel) -> dict[str, Any]:
+    """A request as the JSON object the peer decodes with the same model."""
+    return message.model_dump(by_alias=True)
+
+
+def _strings(answer: PeerModel) -> dict[str, str]:
+    """A handshake answer as the key → text map the establish flow reads (`StreamSecret`, `Datacenter`, …)."""
+    return {key: str(value) for key, value in answer.model_dump(by_alias=True).items()}
 
 
 def log_fields(peering: Peering) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Versioned under `/peering/v1/`; authenticated by peering secrets alone (never by ACL tokens);
 excluded from the client API's OpenAPI document. Documented in the README.
 
-Bodies are capped at `MAX_PEER_BODY_BYTES` while they stream (well under the client port's 1 MiB:
+Every message is a model of `peer/wire.py` (the dialer builds and decodes the same ones). Bodies are
+capped while they stream: `MAX_PEER_BODY_BYTES` for the handshake (well under the client port's 1 MiB:
 the largest message, an exchange, carries one CA and a few addresses), and every string is bounded.
 """
 
@@ -13,45 +14,18 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from peering.api.body import json_body
 from peering.api.render import json_response
 from peering.inbound import Dialer, PeerEndpoint
-from peering.rules import MAX_ADDRESS_LENGTH
+from peering.peer.wire import MAX_PEER_BODY_BYTES, DialerIdentity, SecretRequest, StreamRequest
 
-MAX_PEER_BODY_BYTES = 64 * 1024
+__all__ = ["MAX_PEER_BODY_BYTES", "router"]
 
 router = APIRouter(prefix="/peering/v1")
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class PeerModel(BaseModel):
-    """Peer messages: strict types, unknown fields ignored so that newer peers can add some."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-
-class DialerIdentity(PeerModel):
-    cluster_id: str = Field(alias="ClusterID", max_length=64)
-    peering_id: str = Field(default="", alias="PeeringID", max_length=64)
-    ca: str = Field(alias="CA", max_length=16384)
-    datacenter: str = Field(alias="Datacenter", max_length=64)
-    partition: str = Field(alias="Partition", max_length=64)
-    server_name: str = Field(alias="ServerName", max_length=256)
-    addresses: list[Annotated[str, Field(max_length=MAX_ADDRESS_LENGTH)]] = Field(alias="Addresses", max_length=16)
-
-
-class SecretRequest(PeerModel):
-    peer_id: str = Field(alias="PeerID", max_length=64)
-    establishment_secret: str = Field(alias="EstablishmentSecret", max_length=128)
-    dialer: DialerIdentity = Field(alias="Dialer")
-
-
-class StreamRequest(PeerModel):
-    peer_id: str = Field(alias="PeerID", max_length=64)
-    stream_secret: str = Field(alias="StreamSecret", max_length=128)
 
 
 def peer_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
