@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from peering import acl_input
+from peering.acl_cache import CachedAcl, Feed
 from peering.acl_caller import Caller
 from peering.acl_input import (
     MAX_TTL,
@@ -49,6 +50,7 @@ from peering.errors import (
     RowMissingError,
     SecretAlreadyUsedError,
 )
+from peering.notifier import Notifier
 from peering.store.base import AclStore
 
 log = logging.getLogger("peering.acl")
@@ -61,7 +63,8 @@ ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, description="Anonymous Token")
 
 
 class AclService:
-    """ACL state of one cluster."""
+    """ACL state of one cluster. Given the change feed (`feed`), resolutions come from memory (`acl_cache`);
+    `notifier` tells other replicas of this one's ACL writes at once."""
 
     def __init__(
         self,
@@ -71,8 +74,10 @@ class AclService:
         default_policy: str,
         now: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_uuid,
+        feed: Feed | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
-        self._store = store
+        self._store = CachedAcl(store, self._build, feed=feed, notifier=notifier)
         self.enabled = enabled
         self.default_policy = default_policy
         self._now = now
@@ -86,34 +91,31 @@ class AclService:
         return Caller(self, secret, source) if self.enabled else Access()
 
     async def resolve(self, secret: str | None, source: str | None) -> AclToken:
-        """The token a secret names (anonymous when none).
+        """The token a secret names (anonymous when none). Raises PermissionDeniedError as `authority`."""
+        return (await self.authority(secret, source)).token
+
+    async def authority(self, secret: str | None, source: str | None) -> Authority:
+        """The caller a secret names (anonymous when none), with what its policies grant (`acl_caller.Resolver`);
+        its expiry and address limits are checked now, at every use.
 
         Raises:
             PermissionDeniedError: `ACL not found` for an unknown or expired secret; a source outside the
                 token's AllowedCIDRs.
         """
+        found = await self._store.resolve(hash_secret(secret) if secret else None)
         if not secret:
-            return await self._store.token(ANONYMOUS_ACCESSOR) or ANONYMOUS
-        token = await self._store.token_by_secret(hash_secret(secret))
-        if token is None or token.expired(self._now()):
+            return found or await self._build(ANONYMOUS, [])
+        if found is None or found.token.expired(self._now()):
             raise PermissionDeniedError("ACL not found")
-        if token.allowed_cidrs and not inside(source, token.allowed_cidrs):
+        if found.token.allowed_cidrs and not inside(source, found.token.allowed_cidrs):
             raise PermissionDeniedError(
-                f"Permission denied: token with AccessorID '{token.accessor_id}' may not be used from {source}"
+                f"Permission denied: token with AccessorID '{found.token.accessor_id}' may not be used from {source}"
             )
-        return token
+        return found
 
-    async def authority(self, secret: str | None, source: str | None) -> Authority:
-        """The caller a secret names, with what its policies grant (`acl_caller.Resolver`).
-
-        Raises:
-            PermissionDeniedError: as `resolve`.
-        """
-        token = await self.resolve(secret, source)
-        if token.management:
-            return Authority(token, None, self.default_policy == "allow")
-        policies = await self._store.policies([link.id for link in token.policies]) if token.policies else []
-        return Authority(token, Grants([await self._parsed(p) for p in policies]), self.default_policy == "allow")
+    async def _build(self, token: AclToken, policies: list[Policy]) -> Authority:
+        grants = None if token.management else Grants([await self._parsed(p) for p in policies])
+        return Authority(token, grants, self.default_policy == "allow")
 
     async def _parsed(self, policy: Policy) -> Rules:
         cached = self._parsed_rules.get(policy.id)

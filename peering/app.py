@@ -88,8 +88,9 @@ async def open_runtime(
             outbound = Outbound(cluster, peers)
             service = PeeringService(cluster, outbound)
             acls = AclService(
-                database.acl, enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock
-            )
+                database.acl, enabled=settings.acl_enabled, default_policy=settings.acl_default_policy, now=clock,
+                feed=database.store, notifier=replica.notifier,
+            )  # fmt: skip
             if settings.acl_enabled:
                 initial = settings.acl_initial_management_token
                 await acls.start(initial.get_secret_value() if initial is not None else None)

@@ -196,7 +196,8 @@ async def test_a_stored_policy_that_no_longer_parses_denies(acl: Acl, caplog: py
     policy = await acl.policy("w", 'peering = "write"')
     secret = (await acl.token("w"))["SecretID"]
     async with acl.client(**{"X-Consul-Token": secret}) as client:
-        assert (await client.get("/v1/peerings")).status_code == 200
+        # edited before the token's first use: a hand edit bypasses the change feed, so a resolution already
+        # held in memory (acl_cache) would not see it until the next ACL write
         with sqlite3.connect(acl.runtime.settings.data_dir / "peering.db") as db:
             db.execute("UPDATE acl_policies SET rules = ? WHERE id = ?", ('peering = "write" {', policy["ID"]))
         with caplog.at_level(logging.WARNING, logger="peering.acl"):

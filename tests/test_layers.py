@@ -38,6 +38,7 @@ LAYERS = {
     "links": 3,
     "acl": 3,
     "acl_caller": 3,
+    "acl_cache": 3,
     "api": 4,
     "ui": 4,
     "app": 5,
