@@ -5,8 +5,15 @@
 #   2. two clusters (dc1, dc2) run from that image on the host network, each with its own named
 #      volume for /data, and are peered with the `peering` CLI from the host; both must turn ACTIVE;
 #   3. cluster A is stopped (must exit 0 on SIGTERM) and started again: its peering must still be
-#      there (same ID, from the volume) and both sides ACTIVE again (B still trusts A's CA).
-# Usage: bash deploy/container-test.sh        (root, Debian; the smoke script apt-installs podman)
+#      there (same ID, from the volume) and both sides ACTIVE again (B still trusts A's CA);
+#   4. deploy/compose.yaml for real, with podman-compose: PostgreSQL, three replicas of that image
+#      and HAProxy in front (the pinned official images are stood in for by local builds of
+#      Debian's packages, deploy/standins/, tagged with the pinned names: no registry here); a walk
+#      through the balancer: writes, reads on every replica, /v1/status/leader and /peers, a SQLite
+#      cluster peering through the balancer's TCP passthrough, kill -9 of the lease holder's
+#      container and another replica taking over while the peer stays ACTIVE; then torn down by name.
+# Usage: bash deploy/container-test.sh        (root, Debian; podman and podman-compose are
+#        apt-installed when missing)
 # Env: CTR_WORK (/tmp/ctr, podman's config and storage), IMAGE (localhost/peering:ci)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,11 +43,12 @@ STARTED=()
 result=FAILED
 cleanup() {
   local rc=$?
+  compose_teardown
   for c in "${STARTED[@]}"; do
     podman rm -f -t 5 "$c" >/dev/null 2>&1 || true
     podman volume rm -f "$c" >/dev/null 2>&1 || true
   done
-  rm -f "$CTR_WORK/$RUN_ID.podman.err"
+  rm -f "$CTR_WORK/$RUN_ID.podman.err" "$COMPOSE_LOG"
   if [ "$result" = OK ]; then
     echo "container test: OK ($(($(date +%s) - t0)) s)"
   else
@@ -48,6 +56,25 @@ cleanup() {
     [ "$rc" -ne 0 ] || rc=1
   fi
   exit "$rc"
+}
+# deploy/compose.yaml's project (section 6): its containers, volumes and network, by name
+PROJECT="$RUN_ID-r"
+COMPOSE_LOG="$CTR_WORK/$RUN_ID.compose.log"
+COMPOSE_SERVICES=(postgres replica-1 replica-2 replica-3 lb)
+COMPOSE_VOLUMES=(postgres-data replica-1-data replica-2-data replica-3-data)
+COMPOSE_STARTED=
+PEERING_PG_PASSWORD=
+compose_teardown() {
+  [ -n "$COMPOSE_STARTED" ] || return 0
+  local s v
+  for s in "${COMPOSE_SERVICES[@]}"; do podman rm -f -t 5 "${PROJECT}_${s}_1" >/dev/null 2>&1 || true; done
+  for v in "${COMPOSE_VOLUMES[@]}"; do podman volume rm -f "${PROJECT}_$v" >/dev/null 2>&1 || true; done
+  podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+  COMPOSE_STARTED=
+}
+# the database password is in podman-compose's output (its podman command lines): shown redacted only
+redact() {
+  if [ -n "$PEERING_PG_PASSWORD" ]; then sed "s/$PEERING_PG_PASSWORD/<password>/g"; else cat; fi
 }
 trap cleanup EXIT
 
@@ -58,6 +85,14 @@ fail() {
     # not `logs --tail`: podman 4.3 prints nothing with it for a container that has exited
     podman logs "$c" 2>&1 | tail -30 >&2 || true
   done
+  if [ -n "$COMPOSE_STARTED" ]; then
+    for s in "${COMPOSE_SERVICES[@]}"; do
+      echo "--- last log lines of ${PROJECT}_${s}_1:" >&2
+      podman logs "${PROJECT}_${s}_1" 2>&1 | tail -20 | redact >&2 || true
+    done
+    echo "--- podman-compose (redacted):" >&2
+    tail -30 "$COMPOSE_LOG" 2>/dev/null | redact >&2 || true
+  fi
   exit 1
 }
 
@@ -195,5 +230,153 @@ echo "A kept peering cluster-b (ID $ID_AFTER)"
 wait_active "$A_HTTP" cluster-b "A after restart" "$since"
 wait_active "$B_HTTP" cluster-a "B after A's restart" "$since"
 lap "restart of A (peering kept, ACTIVE again)"
+
+# ---- 6. deploy/compose.yaml for real: PostgreSQL, three replicas, HAProxy; a walk through the balancer
+# podman-compose from Debian, and CNI's dnsname plugin so that containers find each other by name
+if ! command -v podman-compose >/dev/null || [ ! -x /usr/lib/cni/dnsname ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends \
+    podman-compose golang-github-containernetworking-plugin-dnsname >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+      --no-install-recommends podman-compose golang-github-containernetworking-plugin-dnsname >/dev/null; } \
+    || fail "apt-get install podman-compose"
+fi
+# the pinned official images, stood in for by Debian's packages under the same names (no registry)
+pinned() { sed -n "s|^ *image: *\(docker\.io/library/$1:[^ ]*\) *$|\1|p" deploy/compose.yaml; }
+PG_IMAGE=$(pinned postgres) LB_IMAGE=$(pinned haproxy)
+[ -n "$PG_IMAGE" ] && [ -n "$LB_IMAGE" ] || fail "deploy/compose.yaml pins no postgres or haproxy image"
+pq build -q --pull=never --network host -t "$PG_IMAGE" -f deploy/standins/postgres.Containerfile deploy/standins \
+  >/dev/null || fail "building the stand-in for $PG_IMAGE"
+pq build -q --pull=never --network host -t "$LB_IMAGE" -f deploy/standins/haproxy.Containerfile deploy/standins \
+  >/dev/null || fail "building the stand-in for $LB_IMAGE"
+echo "stand-in $PG_IMAGE: $(podman run --rm --entrypoint postgres "$PG_IMAGE" --version)"
+echo "stand-in $LB_IMAGE: $(podman run --rm "$LB_IMAGE" haproxy -v | head -1)"
+lap "compose tools and stand-in images"
+
+PEERING_PG_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+read -r LB_HTTP LB_PEER B2_HTTP <<<"$(free_ports 3)"
+export PEERING_PG_PASSWORD PEERING_IMAGE="$IMAGE" PEERING_RESTART=no \
+  PEERING_LB_HTTP_PORT="$LB_HTTP" PEERING_LB_PEERING_PORT="$LB_PEER"
+compose() { podman-compose -f deploy/compose.yaml -p "$PROJECT" "$@" >>"$COMPOSE_LOG" 2>&1; }
+ctr() { echo "${PROJECT}_$1_1"; }
+LB="127.0.0.1:$LB_HTTP"
+
+# podman-compose 1.0 does not wait for `condition: service_healthy`: PostgreSQL first, until healthy
+COMPOSE_STARTED=1
+compose up -d postgres || fail "podman-compose up postgres"
+for i in $(seq 1 60); do
+  podman healthcheck run "$(ctr postgres)" >/dev/null 2>&1 && break
+  [ "$i" -lt 60 ] || fail "PostgreSQL not healthy within 30 s"
+  sleep 0.5
+done
+echo "postgres healthy after $i poll(s)"
+compose up -d || fail "podman-compose up"
+for s in replica-1 replica-2 replica-3; do
+  for i in $(seq 1 60); do
+    pq healthcheck run "$(ctr "$s")" >/dev/null 2>&1 && break
+    [ "$(podman inspect -f '{{.State.Running}}' "$(ctr "$s")" 2>/dev/null)" = true ] || fail "$s is not running"
+    [ "$i" -lt 60 ] || fail "$s not healthy within 30 s"
+    sleep 0.5
+  done
+done
+[ "$(podman inspect -f '{{.State.Running}}' "$(ctr lb)")" = true ] || fail "the balancer is not running"
+# /v1/status/leader through the balancer: a replica holds the lease; /peers lists all three
+leader=
+for i in $(seq 1 60); do
+  leader=$(curl -fsS -m 2 "http://$LB/v1/status/leader" 2>/dev/null | tr -d '"' || true)
+  [ -n "$leader" ] && break
+  [ "$i" -lt 60 ] || fail "no leader through the balancer within 30 s"
+  sleep 0.5
+done
+peers=$(curl -fsS -m 2 "http://$LB/v1/status/peers") || fail "GET /v1/status/peers through the balancer"
+[ "$peers" = '["replica-1:8503","replica-2:8503","replica-3:8503"]' ] || fail "peers through the balancer: $peers"
+echo "through the balancer: leader $leader, peers $peers"
+for s in replica-1 replica-2 replica-3; do
+  ! podman logs "$(ctr "$s")" 2>&1 | grep -qF "$PEERING_PG_PASSWORD" || fail "$s logged the database password"
+done
+lap "compose up (PostgreSQL, three replicas, balancer healthy)"
+
+# writes through the balancer, seen by every replica (read with the CLI inside each container)
+# token_addresses: the ServerAddresses of a token on stdin (the token itself is never printed)
+token_addresses() {
+  python3 -c 'import base64, json, sys; print(",".join(json.loads(base64.b64decode(sys.stdin.read()))["ServerAddresses"]))'
+}
+probe=$("$PEERING" generate-token -http-addr "$LB" -name probe) || fail "generate-token through the balancer"
+addresses=$(token_addresses <<<"$probe")
+unset probe
+[ "$addresses" = "replica-1:8503,replica-2:8503,replica-3:8503" ] || fail "the token lists $addresses"
+echo "a token made through the balancer lists every replica: $addresses"
+TOKEN=$("$PEERING" generate-token -http-addr "$LB" -name cluster-b -server-external-addresses lb:8503) \
+  || fail "generate-token through the balancer"
+# seen_everywhere NAME REPLICAS...: each replica's own API (inside its container) shows peering NAME
+seen_everywhere() {
+  local name=$1 s i
+  shift
+  for s in "$@"; do
+    for i in $(seq 1 40); do
+      podman exec "$(ctr "$s")" peering read -name "$name" >/dev/null 2>&1 && break
+      [ "$i" -lt 40 ] || fail "$s does not show peering $name within 10 s"
+      sleep 0.25
+    done
+  done
+  echo "peering $name (written through the balancer) read on $*"
+}
+seen_everywhere cluster-b replica-1 replica-2 replica-3
+
+# a SQLite cluster on the compose network establishes through the balancer's peering port (TCP
+# passthrough: it checks a replica's own certificate) and heartbeats through it
+CB2="$RUN_ID-b2"
+podman volume create "$CB2" >/dev/null
+STARTED+=("$CB2")
+pq run -d --name "$CB2" --network "${PROJECT}_default" -v "$CB2:/data" -p "127.0.0.1:$B2_HTTP:8500" \
+  -e PEERING_DATACENTER=dc2 -e PEERING_ADVERTISE_ADDR="$CB2:8503" \
+  -e PEERING_HEARTBEAT_INTERVAL=0.5 -e PEERING_HEARTBEAT_TIMEOUT=10 \
+  "$IMAGE" >/dev/null || fail "podman run $CB2"
+wait_up "$CB2" "$B2_HTTP"
+since=$(date +%s)
+"$PEERING" establish -http-addr "127.0.0.1:$B2_HTTP" -name cluster-a -peering-token "$TOKEN" \
+  || fail "establish on the SQLite cluster through the balancer"
+unset TOKEN
+wait_active "$B2_HTTP" cluster-a "SQLite cluster" "$since"
+wait_active "$LB_HTTP" cluster-b "replicas (through the balancer)" "$since"
+lap "writes through the balancer, read on every replica, a peer established through it"
+
+# kill -9 of the lease holder's container: another replica takes over within the TTL (10 s) plus a
+# little; the balancer routes around the dead one; the peer never leaves ACTIVE
+holder=${leader%%:*}
+[[ "$holder" =~ ^replica-[123]$ ]] || fail "the leader $leader is not a replica of the compose file"
+pq kill -s KILL "$(ctr "$holder")" >/dev/null || fail "podman kill $holder"
+killed=$(date +%s.%N)
+echo "killed $holder (the lease holder) with SIGKILL"
+not_active=0 now_leader=
+while :; do
+  [ "$(peering_field "$B2_HTTP" cluster-a State)" = ACTIVE ] || not_active=$((not_active + 1))
+  now_leader=$(curl -fsS -m 2 "http://$LB/v1/status/leader" 2>/dev/null | tr -d '"' || true)
+  [ -n "$now_leader" ] && [ "$now_leader" != "$leader" ] && break
+  [ "$(date +%s)" -lt "$(( ${killed%.*} + 20 ))" ] \
+    || fail "no other replica took the lease within 20 s of the kill (leader: ${now_leader:-none})"
+  sleep 0.2
+done
+takeover=$(python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$killed")
+echo "$now_leader took over $takeover s after the kill (lease TTL 10 s)"
+python3 -c "import sys; sys.exit(float(sys.argv[1]) > 15)" "$takeover" || fail "takeover took $takeover s (> TTL + 5 s)"
+survivors=()
+for s in replica-1 replica-2 replica-3; do [ "$s" = "$holder" ] || survivors+=("$s"); done
+"$PEERING" generate-token -http-addr "$LB" -name cluster-c >/dev/null || fail "a write through the balancer after the kill"
+seen_everywhere cluster-c "${survivors[@]}"
+since=$(date +%s)
+wait_active "$B2_HTTP" cluster-a "SQLite cluster after the kill" "$since"
+[ "$not_active" = 0 ] || fail "the SQLite cluster's peering left ACTIVE $not_active time(s) during the takeover"
+echo "the SQLite cluster's peering stayed ACTIVE throughout"
+lap "kill -9 of the lease holder, takeover"
+
+# teardown by name: the peer (on the project's network), compose down, then nothing of the project is left
+pq rm -f -t 5 "$CB2" >/dev/null || fail "podman rm $CB2"
+compose down -v || fail "podman-compose down"
+pq network rm "${PROJECT}_default" >/dev/null || fail "podman network rm ${PROJECT}_default"
+left=$(podman ps -a --format '{{.Names}}' | grep -F "$PROJECT" || true)
+left+=$(podman volume ls -q | grep -F "$PROJECT" || true)
+[ -z "$left" ] || fail "left after teardown: $left"
+COMPOSE_STARTED=
+lap "compose down (containers, volumes, network removed)"
 
 result=OK
