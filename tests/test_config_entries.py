@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from peering.app import Runtime, create_app, open_runtime
 from peering.catalog.model import Node, ServiceInstance
@@ -487,3 +488,35 @@ async def test_validation_comes_before_authorization(acl: AclCluster) -> None:
         400,
         "Services[0].Consumers[0]: exporting to all peers (wildcard) is not supported",
     )
+
+
+# -- the same walk on PostgreSQL -----------------------------------------------------------------------------
+
+
+async def test_the_walk_on_postgresql(tmp_path: Path, postgres: str) -> None:
+    """CRUD, compare-and-set, a blocking read, the resolved exports and control characters kept, on PostgreSQL."""
+    settings = Settings(data_dir=tmp_path / "pg", database_url=SecretStr(postgres))
+    async with open_runtime(settings, advertise_addresses=["127.0.0.1:1"], background=False) as rt:
+        transport = httpx.ASGITransport(app=create_app(rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://pg") as c:
+            body = exported(("web", ["east"]), ("*", ["mon"]), Meta={"note": "nul \x00 and é"})
+            assert (await put(c, body, cas="0")).json() is True
+            assert (await put(c, body, cas="0")).json() is False
+            read = await c.get(f"/v1/config/{KIND}/default")
+            entry = read.json()
+            assert entry["Meta"] == {"note": "nul \x00 and é"}
+            index = read.headers["X-Consul-Index"]
+            pending = asyncio.create_task(c.get(f"/v1/config/{KIND}/default?index={index}&wait=10s"))
+            await waiting(rt)
+            assert (await put(c, exported(("db", ["east"])), cas=str(entry["ModifyIndex"]))).json() is True
+            woken = await asyncio.wait_for(pending, 5)
+            assert woken.json()["Services"] == [{"Name": "db", "Consumers": [{"Peer": "east"}]}]
+            await put(c, body)
+            await register(rt, "api")
+            assert (await c.get("/v1/exported-services")).json() == [
+                {"Service": "api", "Consumers": {"Peers": ["mon"]}},
+                {"Service": "web", "Consumers": {"Peers": ["east"]}},
+            ]
+            modify = (await c.get(f"/v1/config/{KIND}/default")).json()["ModifyIndex"]
+            assert (await c.delete(f"/v1/config/{KIND}/default", params={"cas": str(modify)})).json() is True
+            assert (await c.get(f"/v1/config/{KIND}")).json() == []

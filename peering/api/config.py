@@ -123,12 +123,14 @@ _ENTRY_BODY = {
     responses=error_responses(400, 403, 413),
     openapi_extra=_ENTRY_BODY,
 )
-async def apply(request: Request, options: WriteOptionsDep, config: ConfigDep, access: AccessDep) -> Response:
+async def apply(
+    request: Request, options: WriteOptionsDep, config: ConfigDep, access: AccessDep, cas: CasParam = None
+) -> Response:
     """Write an `exported-services` entry (its `Name` is the partition it exports from). Answers `true`, or
     `false` when `?cas=` does not hold (`0`: the entry exists already; `n`: its `ModifyIndex` is not `n`)."""
-    cas = parse_cas(request)
+    # `cas` is declared for the OpenAPI document; the value used is the first given (`parse_cas`)
     data = _decoded(await read_body(request))
-    written = await config.apply(data, cas=cas, access=access)
+    written = await config.apply(data, cas=parse_cas(request), access=access)
     return json_response(written, pretty=options.pretty)
 
 
@@ -158,7 +160,7 @@ async def read_entry(
     operation_id="listConfigEntries",
     summary="List the config entries of a kind",
     response_model=list[dict[str, Any]],
-    responses=error_responses(400, 403),
+    responses=error_responses(400, 403, 404),
 )
 async def list_entries(
     request: Request, kind: str, options: ReadOptionsDep, config: ConfigDep, access: AccessDep
@@ -179,15 +181,21 @@ async def list_entries(
     "/config/{kind}/{name:path}",
     operation_id="deleteConfigEntry",
     summary="Delete a config entry",
-    responses=error_responses(400, 403),
+    responses=error_responses(400, 403, 404),
 )
 async def delete_entry(
-    request: Request, kind: str, name: str, options: WriteOptionsDep, config: ConfigDep, access: AccessDep
+    request: Request,
+    kind: str,
+    name: str,
+    options: WriteOptionsDep,
+    config: ConfigDep,
+    access: AccessDep,
+    cas: CasParam = None,
 ) -> Response:
     """Delete an entry (a missing one is fine): answers `{}`, or with `?cas=` `true`/`false` (`0` never deletes)."""
-    cas = parse_cas(request)
-    deleted = await config.delete(kind, name, cas=cas, access=access)
-    return json_response({} if cas is None else deleted, pretty=options.pretty)
+    compare = parse_cas(request)  # the first `cas` given (the parameter is declared for the OpenAPI document)
+    deleted = await config.delete(kind, name, cas=compare, access=access)
+    return json_response({} if compare is None else deleted, pretty=options.pretty)
 
 
 @router.get("/config/", operation_id="readConfigWithoutKind", responses=error_responses(404), include_in_schema=False)
