@@ -58,7 +58,8 @@ class CatalogWrites(Protocol):
     A save replaces the row with the same key ((partition, peer_name, node), + service ID, + check ID) or
     inserts it; a save whose fields (indexes aside) equal the stored row writes nothing, takes no index and
     returns the stored row, so that re-applying the same data changes nothing. Every write records, in the
-    change feed, a "catalog" change per service name whose health view it changes.
+    change feed, a "catalog" change per service name whose health view it changes (once per unit; `deleted`
+    when it was a deletion).
     """
 
     async def save_node(self, node: Node) -> Node:
@@ -122,7 +123,8 @@ class ConfigWrites(Protocol):
 
     async def save_config_entry(self, entry: ConfigEntry, cas: int | None = None) -> ConfigEntry | None:
         """Insert or replace an entry; returns it with its indexes, or None (nothing written) when `cas` is
-        given and does not hold: `0` = only if absent, `n` = only if the stored `modify_index` is `n`."""
+        given and does not hold: `0` = only if absent, `n` = only if the stored `modify_index` is `n`. A body
+        equal to the stored one writes nothing, takes no index and returns the stored entry."""
 
     async def delete_config_entry(self, kind: str, name: str, cas: int | None = None) -> bool:
         """Delete an entry; False (nothing written) when it is absent or `cas` does not match its `modify_index`
