@@ -102,6 +102,10 @@ async def test_entries_per_partition(client: httpx.AsyncClient) -> None:
     await put(client, exported(("db", ["west"])))
     names = [e["Name"] for e in (await client.get(f"/v1/config/{KIND}")).json()]
     assert names == ["default", "team-a"]
+    only = await client.get(f"/v1/config/{KIND}?partition=Team-A")
+    assert [e["Name"] for e in only.json()] == ["team-a"]
+    assert (await client.get(f"/v1/config/{KIND}?partition=team-b")).json() == []
+    assert (await client.get(f"/v1/config/{KIND}?partition=a_b")).status_code == 400
     assert (await client.get(f"/v1/config/{KIND}/team-a")).json()["Services"][0]["Name"] == "web"
     assert (await client.get(f"/v1/config/{KIND}/Team-A")).json()["Name"] == "team-a"
     missing = await client.get(f"/v1/config/{KIND}/not_a_partition")

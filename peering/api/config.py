@@ -165,10 +165,15 @@ async def read_entry(
 async def list_entries(
     request: Request, kind: str, options: ReadOptionsDep, config: ConfigDep, access: AccessDep
 ) -> Response:
-    """Every entry of the kind, sorted by name (`[]` when none); entries the caller may not read are left out.
-    Supports blocking queries."""
+    """Every entry of the kind, sorted by name (`[]` when none); with `?partition=`, only that partition's (an
+    entry's `Name` is its partition). Entries the caller may not read are left out. Supports blocking queries."""
     call = config.list_entries(
-        kind, min_index=options.index, wait=options.wait, consistent=options.consistent, access=access
+        kind,
+        options.partition,
+        min_index=options.index,
+        wait=options.wait,
+        consistent=options.consistent,
+        access=access,
     )
     listed = await _answer(request, options, call)
     if isinstance(listed, Response):

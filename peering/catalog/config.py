@@ -129,21 +129,30 @@ class ConfigService:
         return found, index
 
     async def list_entries(
-        self, kind: str, *, min_index: int = 0, wait: float = 0.0, consistent: bool = False, access: Access = ALLOW_ALL
+        self,
+        kind: str,
+        partition: str | None = None,
+        *,
+        min_index: int = 0,
+        wait: float = 0.0,
+        consistent: bool = False,
+        access: Access = ALLOW_ALL,
     ) -> tuple[list[ConfigEntry], int]:
-        """Every entry of `kind` sorted by name, and the index to block on next. Entries the caller may not
-        read are left out, as Consul does (with one `mesh` rule for all of them: all or none).
+        """Every entry of `kind` sorted by name (only the one of `partition`, when given: an entry's name is its
+        partition), and the index to block on next. Entries the caller may not read are left out, as Consul
+        does (with one `mesh` rule for all of them: all or none).
 
         Raises:
-            InvalidRequestError: `invalid config entry kind: <kind>`.
+            InvalidRequestError: `invalid config entry kind: <kind>`, or a bad partition name.
             PermissionDeniedError: the caller's token is unknown or expired (`ACL not found`), or may not be
                 used from its address.
         """
         _kind(kind)
+        only = normalize_partition(partition) if partition else None
         readable = await self._may_read(access)
         await self._catch_up(consistent)
         entries, index = await blocking(self._cluster, lambda: self._store.config.config_entries(kind), min_index, wait)
-        return (entries if readable else []), index
+        return [e for e in entries if readable and only in (None, e.name)], index
 
     async def delete(self, kind: str, name: str, *, cas: int | None = None, access: Access = ALLOW_ALL) -> bool:
         """Delete an entry (a missing one is fine); `cas`: only if its `ModifyIndex` is `cas` (`0` never
