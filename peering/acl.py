@@ -32,7 +32,6 @@ from peering.acl_model import (
     Access,
     AclToken,
     Authority,
-    Grants,
     Level,
     Policy,
     PolicyLink,
@@ -77,7 +76,8 @@ class AclService:
         feed: Feed | None = None,
         notifier: Notifier | None = None,
     ) -> None:
-        self._store = CachedAcl(store, self._build, feed=feed, notifier=notifier)
+        allow = default_policy == "allow"
+        self._store = CachedAcl(store, self._parsed, default_allow=allow, feed=feed, notifier=notifier)
         self.enabled = enabled
         self.default_policy = default_policy
         self._now = now
@@ -104,7 +104,7 @@ class AclService:
         """
         found = await self._store.resolve(hash_secret(secret) if secret else None)
         if not secret:
-            return found or await self._build(ANONYMOUS, [])
+            return found or Authority(ANONYMOUS, await self._store.grants([]), self.default_policy == "allow")
         if found is None or found.token.expired(self._now()):
             raise PermissionDeniedError("ACL not found")
         if found.token.allowed_cidrs and not inside(source, found.token.allowed_cidrs):
@@ -112,10 +112,6 @@ class AclService:
                 f"Permission denied: token with AccessorID '{found.token.accessor_id}' may not be used from {source}"
             )
         return found
-
-    async def _build(self, token: AclToken, policies: list[Policy]) -> Authority:
-        grants = None if token.management else Grants([await self._parsed(p) for p in policies])
-        return Authority(token, grants, self.default_policy == "allow")
 
     async def _parsed(self, policy: Policy) -> Rules:
         cached = self._parsed_rules.get(policy.id)

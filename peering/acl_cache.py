@@ -23,13 +23,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from peering.acl_model import ANONYMOUS_ACCESSOR, AclToken, Authority, Policy
+from peering.acl_model import ANONYMOUS_ACCESSOR, AclToken, Authority, Grants, Policy, Rules
 from peering.notifier import Notifier
 from peering.store.base import AclStore, Changes
 
 POLL = 0.5  # seconds between two reads of the feed without notification (the peering view's too)
 MAX_ENTRIES = 10_000  # resolved secrets kept (least recently used out)
 MAX_UNKNOWN = 4096  # secret hashes known to name no token (forgotten at once when any token is written)
+MAX_SHARED = 1024  # distinct sets of policies whose merged grants are shared by the tokens that have them
 _PAGE = 1000
 _ANONYMOUS = ""  # the entry key of a request without a secret
 
@@ -44,7 +45,7 @@ class Feed(Protocol):
         """The index of the last committed write."""
 
 
-Build = Callable[[AclToken, list[Policy]], Awaitable[Authority]]
+Parse = Callable[[Policy], Awaitable[Rules]]
 
 
 class CachedAcl:
@@ -53,15 +54,18 @@ class CachedAcl:
     def __init__(
         self,
         inner: AclStore,
-        build: Build,
+        parse: Parse,
         *,
+        default_allow: bool,
         feed: Feed | None = None,
         notifier: Notifier | None = None,
         poll: float = POLL,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._inner = inner
-        self._build = build
+        self._parse = parse
+        self._default_allow = default_allow
+        self._shared: OrderedDict[tuple[tuple[str, str], ...], Grants] = OrderedDict()  # (ID, rules) of each
         self._feed = feed
         self._notifier = notifier
         self._poll = poll
@@ -104,8 +108,23 @@ class CachedAcl:
             token = await self._inner.token_by_secret(secret_hash)
         if token is None:
             return None
+        if token.management:
+            return Authority(token, None, self._default_allow)
         policies = await self._inner.policies([link.id for link in token.policies]) if token.policies else []
-        return await self._build(token, policies)
+        return Authority(token, await self.grants(policies), self._default_allow)
+
+    async def grants(self, policies: list[Policy]) -> Grants:
+        """What these policies grant together, shared by every token that has the same ones (by ID and rules)."""
+        key = tuple((p.id, p.rules) for p in policies)
+        grants = self._shared.get(key)
+        if grants is not None:
+            self._shared.move_to_end(key)
+            return grants
+        grants = Grants([await self._parse(p) for p in policies])
+        self._shared[key] = grants
+        if len(self._shared) > MAX_SHARED:
+            self._shared.popitem(last=False)
+        return grants
 
     def _keep(self, key: str, entry: Authority | None) -> None:
         if entry is None:

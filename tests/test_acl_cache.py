@@ -342,3 +342,17 @@ async def test_without_notify_a_replica_sees_the_change_at_its_poll(
         clock.pass_poll()
         with pytest.raises(PermissionDeniedError, match=r"^ACL not found$"):
             await _may_read(two.acl, secret)
+
+
+async def test_tokens_with_the_same_policies_share_their_grants(acl: Acl) -> None:
+    """Merged grants are held once per set of policies, however many tokens have it (memory stays bounded by
+    the policies, not the tokens)."""
+    _, first = await _reader(acl)
+    second = str((await acl.token("reader"))["SecretID"])
+    await acl.policy("other", 'service_prefix "" { policy = "read" }')
+    third = str((await acl.token("reader", "other"))["SecretID"])
+    service = acl.runtime.acl
+    one, two, three = [await service.authority(s, "127.0.0.1") for s in (first, second, third)]
+    assert one.token.accessor_id != two.token.accessor_id
+    assert one.grants is two.grants
+    assert three.grants is not one.grants
