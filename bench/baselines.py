@@ -6,7 +6,8 @@ directory in `BENCH_BASELINE_DIR`, which the runner fills with bytes captured fr
 - `read.json`: the body of `GET /v1/peering/<name>`
 - `list-<partition>.json`: the body of `GET /v1/peerings?partition=<partition>`
 
-and where the SQLite baselines keep their databases.
+and where the SQLite baselines keep their databases. The PostgreSQL insert baseline writes to the
+database in `BENCH_PG_DSN`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +43,13 @@ APPS: dict[str, tuple[str, str, str]] = {
     "FastAPI list, pydantic response model": ("fastapi_list_pydantic", "GET", "/v1/peerings"),
     "FastAPI list, default JSON response": ("fastapi_list_default", "GET", "/v1/peerings"),
     "FastAPI + durable SQLite insert": ("fastapi_insert", "POST", "/v1/peering/token"),
+}
+
+#: the PostgreSQL rows' write baseline (bench/postgres.py), started only with them; its database is in
+#: `BENCH_PG_DSN`
+PG_APPS: dict[str, tuple[str, str, str]] = {
+    "FastAPI + durable PostgreSQL insert": ("fastapi_pg_insert", "POST", "/v1/peering/token"),
+    "FastAPI + serialised PostgreSQL insert": ("fastapi_pg_insert_serialised", "POST", "/v1/peering/token"),
 }
 
 
@@ -228,6 +237,73 @@ def fastapi_insert() -> FastAPI:
     async def insert(request: Request) -> Response:
         body = await request.body()
         await state["conn"].execute("INSERT INTO rows (id, body) VALUES (?, ?)", (uuid.uuid4().hex, body))
+        return Response(content=answer, media_type=JSON)
+
+    return app
+
+
+async def _pg_pool(table: str) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        os.environ["BENCH_PG_DSN"], min_size=1, max_size=10, server_settings={"synchronous_commit": "on"}
+    )
+    await pool.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, body BYTEA NOT NULL)")
+    await pool.execute("CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+    await pool.execute("INSERT INTO counter VALUES ('index', 0) ON CONFLICT DO NOTHING")
+    return pool
+
+
+def fastapi_pg_insert() -> FastAPI:
+    """(8) A FastAPI route doing one durable PostgreSQL insert per request with asyncpg: one row per
+    transaction (autocommit), synchronous_commit on (the server runs with fsync on), a pool of 10
+    connections as the service's replica has."""
+    state: dict[str, asyncpg.Pool] = {}
+    answer = orjson.dumps({"PeeringToken": "x" * 64})
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool = await _pg_pool("rows")
+        state["pool"] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    @app.post("/v1/peering/token")
+    async def insert(request: Request) -> Response:
+        body = await request.body()
+        await state["pool"].execute("INSERT INTO rows (id, body) VALUES ($1, $2)", uuid.uuid4().hex, body)
+        return Response(content=answer, media_type=JSON)
+
+    return app
+
+
+def fastapi_pg_insert_serialised() -> FastAPI:
+    """(9) For orientation: the same insert inside a transaction that first bumps one counter row and
+    ends with a NOTIFY, as every write of the PostgreSQL store does (the index, SPEC §15): writers
+    queue on that row's lock, so their commits no longer overlap."""
+    state: dict[str, asyncpg.Pool] = {}
+    answer = orjson.dumps({"PeeringToken": "x" * 64})
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool = await _pg_pool("serialised_rows")
+        state["pool"] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    @app.post("/v1/peering/token")
+    async def insert(request: Request) -> Response:
+        body = await request.body()
+        async with state["pool"].acquire() as conn, conn.transaction():
+            index = await conn.fetchval("UPDATE counter SET value = value + 1 WHERE name = 'index' RETURNING value")
+            await conn.execute("INSERT INTO serialised_rows (id, body) VALUES ($1, $2)", uuid.uuid4().hex, body)
+            await conn.execute("SELECT pg_notify('bench_index', $1)", str(index))
         return Response(content=answer, media_type=JSON)
 
     return app

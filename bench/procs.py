@@ -197,8 +197,12 @@ def http_ok(url: str, *, method: str = "GET", body: bytes | None = None) -> http
     return response if response.status_code == 200 else None
 
 
-def start_cluster(name: str, data_dir: Path, datacenter: str, log_dir: Path, *, timeout: float = 60) -> Server:
+def start_cluster(
+    name: str, data_dir: Path, datacenter: str, log_dir: Path, *, timeout: float = 60, extra: Sequence[str] = ()
+) -> Server:
     """`peering serve` on free ports; `ports[0]` is the client API, `peering_addr` the TLS endpoint.
+
+    `extra` are more options (`--database-url …` makes it a replica on PostgreSQL).
 
     The client port is the one of the two that answers `GET /v1/status/leader` over plain HTTP with
     the other one's address, which also proves that the answer comes from this very process.
@@ -218,6 +222,7 @@ def start_cluster(name: str, data_dir: Path, datacenter: str, log_dir: Path, *, 
         "127.0.0.1:0",
         "--log-level",
         "warning",
+        *extra,
     ]
     server = spawn(name, argv, log_dir / f"{name}.log", child_environment())
 

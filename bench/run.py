@@ -12,7 +12,6 @@ clusters, reads RSS and cold-start times, and writes bench/results/<stamp>.md, .
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
 import platform
@@ -34,16 +33,14 @@ import orjson
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, report
+from bench import baselines, postgres, report
 from bench.establish import establish_times, percentile
 from bench.load import LoadGenerator, LoadResult, Measurement, Target
+from bench.populate import CONNECTIONS, READ_NAME, WRITE_PARTITION, name_in, partition_of, populate
 from bench.procs import ROOT, Server, StartError, child_environment, http_ok, spawn, start_cluster, wait_ready
 from bench.report import Row
 
-CONNECTIONS = 32
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128)
-READ_NAME = "bench-read"
-WRITE_PARTITION = "bench-tokens"
 BUSY_CORES = 0.25  # other processes using more than this (in cores) during a run marks its row
 RSS_LIMIT_MB = 120
 
@@ -90,44 +87,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def partition_of(size: int) -> str:
-    return f"p{size}"
-
-
-def name_in(i: int) -> str:
-    return f"peer-{i:05d}"
-
-
-# --- populating the service through its real API -------------------------------------------------
-
-
-async def _create(url: str, items: list[dict[str, Any]], concurrency: int) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        pending = iter(items)
-
-        async def worker() -> None:
-            for body in pending:  # one iterator shared by all workers
-                response = await client.post("/v1/peering/token", json=body)
-                if response.status_code != 200:
-                    raise RuntimeError(f"creating {body}: {response.status_code} {response.text}")
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-def populate(service: Server, sizes: tuple[int, ...]) -> tuple[int, float]:
-    """Create the read target and one partition per size with that many peerings (POST /v1/peering/token)."""
-    items: list[dict[str, Any]] = [{"PeerName": READ_NAME, "Meta": {"env": "production"}}]
-    for size in sizes:
-        items += [
-            {"PeerName": name_in(i), "Partition": partition_of(size), "Meta": {"env": "bench", "n": str(i)}}
-            for i in range(size)
-        ]
-    began = time.perf_counter()
-    asyncio.run(_create(service.url, items, CONNECTIONS))
-    return len(items), time.perf_counter() - began
-
-
 # --- the run ----------------------------------------------------------------------------------------
 
 
@@ -157,7 +116,10 @@ def loadavg() -> tuple[float, float, float]:
 class Bench:
     """One benchmark run: the processes, the measurements and the rows of the report."""
 
-    def __init__(self, plan: Plan, generator: LoadGenerator, tmp: Path) -> None:
+    def __init__(
+        self, plan: Plan, generator: LoadGenerator, tmp: Path, *, sqlite: bool = True, pg: bool = True
+    ) -> None:
+        self.sqlite, self.pg = sqlite, pg  # which parts run: the SQLite service's, the PostgreSQL rows
         self.plan = plan
         self.load = generator
         self.tmp = tmp
@@ -169,8 +131,8 @@ class Bench:
 
     # processes
 
-    def cluster(self, name: str, data_dir: Path, datacenter: str = "dc1") -> Server:
-        server = start_cluster(name, data_dir, datacenter, self.logs)
+    def cluster(self, name: str, data_dir: Path, datacenter: str = "dc1", extra: tuple[str, ...] = ()) -> Server:
+        server = start_cluster(name, data_dir, datacenter, self.logs, extra=extra)
         self.servers.append(server)
         return server
 
@@ -180,8 +142,8 @@ class Bench:
         if code != 0:
             raise StartError(f"{server.name} exited with {code} on SIGTERM:\n{server.log_tail()}")
 
-    def baseline(self, label: str, data_dir: Path) -> Server:
-        factory, method, path = baselines.APPS[label]
+    def baseline(self, label: str, data_dir: Path, env: dict[str, str] | None = None) -> Server:
+        factory, method, path = {**baselines.APPS, **baselines.PG_APPS}[label]
         argv = [
             sys.executable,
             "-m",
@@ -209,7 +171,10 @@ class Bench:
             "uvloop",
         ]
         server = spawn(
-            label, argv, self.logs / f"baseline-{factory}.log", child_environment({"BENCH_BASELINE_DIR": str(data_dir)})
+            label,
+            argv,
+            self.logs / f"baseline-{factory}-{data_dir.name}.log",
+            child_environment({"BENCH_BASELINE_DIR": str(data_dir), **(env or {})}),
         )
         probe_path = path.replace("{name}", READ_NAME) + ("?partition=p10" if path == "/v1/peerings" else "")
         body = b'{"PeerName": "probe"}' if method == "POST" else None
@@ -318,6 +283,16 @@ class Bench:
         log(f"  {scenario}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
     def run(self) -> dict[str, dict[str, dict[int, float]]]:
+        """Every part asked for; returns the concurrency sweep (empty without the SQLite part)."""
+        sweep: dict[str, dict[str, dict[int, float]]] = {}
+        if self.sqlite:
+            sweep = self.run_sqlite()
+            self.stop_all()  # the SQLite part's processes are done: nothing of theirs runs beside the next
+        if self.pg:
+            postgres.measure(self)
+        return sweep
+
+    def run_sqlite(self) -> dict[str, dict[str, dict[int, float]]]:
         plan, tmp = self.plan, self.tmp
         sizes = plan.sizes
 
@@ -523,6 +498,22 @@ class Bench:
         self.servers.clear()
 
 
+def command_flags(args: argparse.Namespace) -> str:
+    """The options of this run as they were given (for the report)."""
+    flags = [
+        f
+        for f, on in (
+            ("--quick", args.quick),
+            ("--postgres-only", args.postgres_only),
+            ("--no-postgres", args.no_postgres),
+        )
+        if on
+    ]
+    if args.load_generator != "wrk":
+        flags.append(f"--load-generator {args.load_generator}")
+    return "".join(f" {f}" for f in flags)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one short repetition, smaller partitions: a sanity run")
@@ -530,6 +521,9 @@ def main() -> int:
         "--load-generator", choices=("wrk", "python"), default="wrk", help="python: the asyncio fallback"
     )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--postgres-only", action="store_true", help="only the PostgreSQL rows and their baselines")
+    parts.add_argument("--no-postgres", action="store_true", help="leave the PostgreSQL rows out")
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -541,7 +535,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="peering-bench-"))
     generator = LoadGenerator(tmp, force_python=args.load_generator == "python")
     log(f"load generator: {generator.description}; load average {load_start[0]:.2f}; work dir {tmp}")
-    bench = Bench(plan, generator, tmp)
+    bench = Bench(plan, generator, tmp, sqlite=not args.postgres_only, pg=not args.no_postgres)
     try:
         sweep = bench.run()
     except (StartError, RuntimeError, httpx.HTTPError) as exc:
@@ -558,7 +552,9 @@ def main() -> int:
     digest_end = tree_digest()
     foreign = bench.foreign
     preamble = [
-        f"{git_describe()}; Python {platform.python_version()}; {os.cpu_count()} CPUs; {'QUICK run' if args.quick else 'full run'}.",
+        f"{git_describe()}; Python {platform.python_version()}; {os.cpu_count()} CPUs; {'QUICK run' if args.quick else 'full run'}"
+        + (", the PostgreSQL rows only (--postgres-only)." if args.postgres_only else ".")
+        + f" Command: `.venv/bin/python bench/run.py{command_flags(args)}`.",
         f"Load: {generator.description}, {CONNECTIONS} connections, {plan.repetitions} x {plan.seconds} s per target after a {plan.warmup} s warm-up, "
         "repetitions interleaved across targets; req/s, p50 and p99 are medians over the repetitions.",
         f"Every server is a separate process on 127.0.0.1 (uvicorn, 1 worker, uvloop, httptools; the service too, as `peering serve` runs by default), data in a temp dir on the same file system. Total run time {elapsed:.0f} s.",
@@ -568,14 +564,21 @@ def main() -> int:
     notes = [
         "† other processes used more than "
         + f"{BUSY_CORES} cores during that row's runs (median): treat its absolute numbers with care; the ratio is still fair-ish since the baseline ran interleaved.",
-        "Memory (VmRSS, MB = 10^6 bytes) and startup rows show their value in the p50 column (startup: median of "
-        + f"{plan.cold_starts}, slowest in p99). Cold start is process spawn → `GET /v1/status/leader` answers.",
-        f"Token generation: POST /v1/peering/token with a new name per request (a wrk Lua counter), so each request creates a peering in partition `{WRITE_PARTITION}`; "
-        "re-generation posts one name again and again. The durable-insert baseline inserts one row per request in autocommit (WAL, synchronous=FULL).",
-        "Establish: sequential, a fresh token from the service (acceptor) each round, established on a second cluster (dialer); req/s does not apply. "
-        f"Medians and p99 over {plan.establish_rounds} rounds after 5 warm-up rounds.",
-        "Peerings were created through the real API (POST /v1/peering/token); they are acceptor-side, INITIAL, with a small Meta (list items carry no PeerCAPems).",
     ]
+    notes += (
+        []
+        if args.postgres_only
+        else [
+            "Memory (VmRSS, MB = 10^6 bytes) and startup rows show their value in the p50 column (startup: median of "
+            + f"{plan.cold_starts}, slowest in p99). Cold start is process spawn → `GET /v1/status/leader` answers.",
+            f"Token generation: POST /v1/peering/token with a new name per request (a wrk Lua counter), so each request creates a peering in partition `{WRITE_PARTITION}`; "
+            "re-generation posts one name again and again. The durable-insert baseline inserts one row per request in autocommit (WAL, synchronous=FULL).",
+            "Establish: sequential, a fresh token from the service (acceptor) each round, established on a second cluster (dialer); req/s does not apply. "
+            f"Medians and p99 over {plan.establish_rounds} rounds after 5 warm-up rounds.",
+            "Peerings were created through the real API (POST /v1/peering/token); they are acceptor-side, INITIAL, with a small Meta (list items carry no PeerCAPems).",
+        ]
+    )
+    notes += postgres.notes(bench)
     warnings = []
     if load_start[0] > 0.5:
         warnings.append(
@@ -611,7 +614,7 @@ def main() -> int:
     }
     md, js = report.save(args.results_dir, stamp, text, data)
     print("\n" + text)
-    if not plot_problem:
+    if not plot_problem and sweep:
         png = args.results_dir / f"{stamp}-concurrency.png"
         report.plot(sweep, png, f"{title}: req/s by concurrency ({plan.sweep_seconds} s per point, 1 wrk thread)")
         print(f"plot: {png}")
