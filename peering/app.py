@@ -16,13 +16,17 @@ from fastapi import FastAPI
 from peering import __version__
 from peering.acl import AclService
 from peering.api import acl, agent, docs, errors, peer, peerings, status
+from peering.api import catalog as catalog_routes
 from peering.api import config as config_routes
+from peering.api import health as health_routes
 from peering.api.access_log import RequestLog
 from peering.api.fast_path import FastPath
 from peering.api.forwarded import TrustedProxies
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.api.render import PeeringBytes
 from peering.catalog.config import ConfigService
+from peering.catalog.service import CatalogService
+from peering.catalog.ttl import TtlTimer
 from peering.cluster import Cluster, Timings, utcnow
 from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
@@ -31,7 +35,7 @@ from peering.outbound import Outbound
 from peering.peer_client import PeerClient
 from peering.replica import Replica, joined
 from peering.service import PeeringService
-from peering.settings import Settings
+from peering.settings import Settings, split_host_port
 from peering.store.open import open_database
 from peering.ui import install as install_ui
 
@@ -51,6 +55,7 @@ class Runtime:
     advertise_addresses: tuple[str, ...]
     # the leader and the live replicas for /v1/status (None: this process alone, as built in tests)
     replica: Replica | None = None
+    catalog: CatalogService | None = None  # the catalog (SPEC §13); None only for a Runtime built by hand
 
 
 @asynccontextmanager
@@ -103,13 +108,21 @@ async def open_runtime(
                 PeerEndpoint(cluster),
                 tuple(advertise_addresses),
                 replica,
+                CatalogService(cluster, settings.node_name, split_host_port(advertise_addresses[0])[0]),
             )
             if not background:
                 yield runtime
                 return
             keeper = LinkKeeper(cluster, service, outbound, replica.leadership, replica.fence())
-            # the lease (or, with SQLite, the process) holds the keeper: losing it cancels every link task
-            owner = asyncio.create_task(replica.leadership.hold(keeper.run), name="links")
+            ttl = TtlTimer(cluster, replica.fence())
+
+            async def held() -> None:  # the keeper and the TTL timer, as one held task
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(keeper.run(), name="link-keeper")
+                    group.create_task(ttl.run(), name="ttl-timer")
+
+            # the lease (or, with SQLite, the process) holds the background work: losing it cancels it all
+            owner = asyncio.create_task(replica.leadership.hold(held), name="links")
             try:
                 yield runtime
             finally:
@@ -136,12 +149,15 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(status.router)
     app.include_router(agent.router)
     app.include_router(config_routes.router)
+    app.include_router(catalog_routes.router)
+    app.include_router(health_routes.router)
     docs.install(app)
     if runtime is not None:
         app.state.service = runtime.service
         app.state.encoded = PeeringBytes()
         app.state.acl = runtime.acl
         app.state.config = ConfigService(runtime.cluster)  # stateless over the cluster: one per app
+        app.state.catalog = runtime.catalog
         app.state.leader_address = runtime.advertise_addresses[0]
         if runtime.replica is not None:  # the lease's owner and the registry's replicas (status.py)
             app.state.replica = runtime.replica

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
 
 
@@ -25,6 +27,12 @@ def split_host_port(value: str) -> tuple[str, int]:
     return match["v6"] or match["host"], int(match["port"])
 
 
+def host_name() -> str:
+    """This machine's host name: the default name of the cluster's own catalog node (`--node-name`)."""
+    name = socket.gethostname().split(".")[0]
+    return name if re.fullmatch(NODE_NAME_PATTERN, name) else "peering"
+
+
 class Settings(BaseSettings):
     """Options of `peering serve`; each also reads `PEERING_<OPTION>` from the environment."""
 
@@ -35,6 +43,8 @@ class Settings(BaseSettings):
     peering_addr: str = "127.0.0.1:8503"
     advertise_addr: str | None = None
     datacenter: str = Field(default="dc1", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    # the cluster's own node in the catalog (SPEC §13): agent services register on it
+    node_name: str = Field(default_factory=host_name, pattern=NODE_NAME_PATTERN)
     heartbeat_interval: float = Field(default=15.0, gt=0)
     heartbeat_timeout: float = Field(default=120.0, gt=0)
     acl_enabled: bool = False

@@ -342,6 +342,7 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         ("--peering-addr", "HOST:PORT", "Peering endpoint address, TLS (default 127.0.0.1:8503)."),
         ("--advertise-addr", "HOST:PORT", "Address put into tokens (default the peering address)."),
         ("--datacenter", "NAME", "Datacenter name (default dc1)."),
+        ("--node-name", "NAME", "Name of this cluster's own catalog node (default the host name)."),
         ("--heartbeat-interval", "SECONDS", "Seconds between heartbeats to an acceptor (default 15)."),
         ("--heartbeat-timeout", "SECONDS", "Seconds without a heartbeat before FAILING (default 120)."),
         ("--acl-initial-management-token", "TOKEN", "Secret of the initial management token (default none)."),
