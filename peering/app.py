@@ -32,6 +32,7 @@ from peering.identity import ClusterIdentity, client_ssl_context, load_or_create
 from peering.inbound import PeerEndpoint
 from peering.links import LinkKeeper
 from peering.outbound import Outbound
+from peering.peer.stream import Replication
 from peering.peer_client import PeerClient
 from peering.replica import Replica, joined
 from peering.service import PeeringService
@@ -56,6 +57,7 @@ class Runtime:
     # the leader and the live replicas for /v1/status (None: this process alone, as built in tests)
     replica: Replica | None = None
     catalog: CatalogService | None = None  # the catalog (SPEC §13); None only for a Runtime built by hand
+    replication: Replication | None = None  # exported services over the peer port (SPEC §14); None: by hand
 
 
 @asynccontextmanager
@@ -80,6 +82,7 @@ async def open_runtime(
         joined(database, settings, identity, advertise_addresses[0]) as replica,
     ):
         peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
+        streams = PeerClient(client_ssl_context, max_in_flight=4096)  # long-polls must not starve heartbeats
         try:
             timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
             # with replicas, tokens list every live replica's peering address, kept up to date by the registry
@@ -109,11 +112,14 @@ async def open_runtime(
                 tuple(advertise_addresses),
                 replica,
                 CatalogService(cluster, settings.node_name, split_host_port(advertise_addresses[0])[0]),
+                Replication(cluster, streams),
             )
             if not background:
                 yield runtime
                 return
-            keeper = LinkKeeper(cluster, service, outbound, replica.leadership, replica.fence())
+            keeper = LinkKeeper(
+                cluster, service, outbound, replica.leadership, replica.fence(), replication=runtime.replication
+            )
             ttl = TtlTimer(cluster, replica.fence())
 
             async def held() -> None:  # the keeper and the TTL timer, as one held task
@@ -130,6 +136,7 @@ async def open_runtime(
                 await asyncio.gather(owner, return_exceptions=True)
         finally:
             await peers.aclose()
+            await streams.aclose()
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -196,6 +203,7 @@ def create_peer_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(RequestLog, level=logging.DEBUG)  # heartbeats arrive every few seconds
     app.state.service = runtime.service
     app.state.endpoint = runtime.endpoint
+    app.state.replication = runtime.replication
     return app
 
 

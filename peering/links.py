@@ -3,7 +3,9 @@
 - a heartbeat task per dialer link (every `--heartbeat-interval`; after a failure, exponential
   backoff from at most 1 s up to 64 s);
 - acceptor links with no heartbeat for `--heartbeat-timeout` turn `FAILING`;
-- deleted peerings tell their peer, then go; those nobody can tell go after the grace period.
+- deleted peerings tell their peer, then go; those nobody can tell go after the grace period;
+- replication (`peer/stream.py`): the exporter follows the change feed, a stream task per dialer link
+  pulls and pushes exported services, and a terminated or deleted peering's imports are removed.
 
 It wakes on every committed write (so a delete or an establish is acted on at once) and on a tick.
 With several replicas it runs inside `Leadership.hold`, so losing the lease cancels it and every link
@@ -24,6 +26,7 @@ from peering.domain import Event, Peering, PeeringState, Role, transition
 from peering.errors import DatabaseUnavailableError, LeaseLostError
 from peering.leadership import Leadership
 from peering.outbound import Outbound, log_fields
+from peering.peer.stream import Replication
 from peering.service import PeeringService
 from peering.store.base import Fence
 
@@ -43,7 +46,9 @@ class LinkKeeper:
         outbound: Outbound,
         leadership: Leadership,
         fence: Callable[[], Fence] | None = None,
+        replication: Replication | None = None,
     ) -> None:
+        self._replication = replication
         self._fence = fence  # the lease as held now (PostgreSQL); None: nothing to fence (SQLite)
         self._cluster = cluster
         self._service = service
@@ -98,10 +103,15 @@ class LinkKeeper:
         now = cluster.now()
         links = await cluster.store.live_links()
         dialers = {p.id for p in links if p.role is Role.DIALER}
-        for key in [k for k in self._tasks if k.startswith("beat-") and k[5:] not in dialers]:
+        for key in [k for k in self._tasks if k.startswith(("beat-", "repl-")) and k[5:] not in dialers]:
             self._stop(key)
         for peering_id in dialers:
             self._start(f"beat-{peering_id}", self._beat(peering_id))
+        replication = self._replication
+        if replication is not None:
+            self._start("exports", replication.exporter.run())
+            for peering_id in dialers:
+                self._start(f"repl-{peering_id}", replication.link(peering_id, self._leadership.valid))
         timeout = cluster.timings.heartbeat_timeout
         for peering in links:
             silent = cluster.tracker.silent_for(peering.id)
@@ -112,6 +122,8 @@ class LinkKeeper:
         for peering in await cluster.store.awaiting_notice(now):
             self._start(f"notice-{peering.id}", self._notice(peering.id))
         try:
+            if replication is not None:  # before any removal: a removed record's rows would have no owner
+                await replication.purge_terminated(self._fence() if self._fence is not None else None)
             await self._service.remove_due(self._fence() if self._fence is not None else None)
         except LeaseLostError:
             log.warning("background lease lost: not removing deleted peerings")
@@ -177,7 +189,10 @@ class LinkKeeper:
             if told:
                 log.info("peer told of the deletion", extra=log_fields(peering))
                 try:
-                    await self._service.remove(peering, self._fence() if self._fence is not None else None)
+                    fence = self._fence() if self._fence is not None else None
+                    if self._replication is not None:
+                        await self._replication.purge(peering, fence)
+                    await self._service.remove(peering, fence)
                 except LeaseLostError:
                     log.warning("background lease lost: not removing the peering", extra=log_fields(peering))
                 return

@@ -7,8 +7,8 @@ raw request input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -60,6 +60,19 @@ class Metrics:
         self._blocking = Gauge(
             "peering_blocking_queries", "Blocking queries waiting for a change right now.", registry=r
         )
+        self._exported = Gauge(
+            "peering_exported_services", "Services this cluster exports to the peer.", ["peer_name", "partition"],
+            registry=r,
+        )  # fmt: skip
+        self._imported = Gauge(
+            "peering_imported_services", "Services this cluster imports from the peer.", ["peer_name", "partition"],
+            registry=r,
+        )  # fmt: skip
+        self._lag = Gauge(
+            "peering_replication_lag_seconds",
+            "Seconds the services imported from the peer may be behind its exports (0: caught up).",
+            ["peer_name", "partition"], registry=r,
+        )  # fmt: skip
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one client API request (label children are looked up once: `labels()` is slow)."""
@@ -101,6 +114,23 @@ class Metrics:
             counts[state] = counts.get(state, 0) + 1
         for state, count in counts.items():
             self._states.labels(state).set(count)
+
+    def observe_replication(self, peerings: Iterable[tuple[str, str, int, int]]) -> None:
+        """Set the service gauges from every peering's `(name, partition, exported, imported)` as of now."""
+        self._exported.clear()
+        self._imported.clear()
+        for name, partition, exported, imported in peerings:
+            self._exported.labels(name, partition).set(exported)
+            self._imported.labels(name, partition).set(imported)
+
+    def replication_lag(self, peer_name: str, partition: str, lag: Callable[[], float]) -> None:
+        """Report a peering's replication lag by asking `lag()` at every scrape."""
+        self._lag.labels(peer_name, partition).set_function(lag)
+
+    def forget_replication(self, peer_name: str, partition: str) -> None:
+        """Drop the lag series of a peering whose imports are gone."""
+        with suppress(KeyError):
+            self._lag.remove(peer_name, partition)
 
     def render(self) -> bytes:
         """The Prometheus exposition text."""

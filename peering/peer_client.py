@@ -33,6 +33,8 @@ _ACTIONS = {
     "heartbeat": "send heartbeat",
     "terminate": "send termination",
     "probe": "check peering token",
+    "exports/pull": "pull exported services",
+    "exports/push": "push exported services",
 }
 
 
@@ -176,11 +178,12 @@ class PeerClient:
         within: float = 0.0,
         expect: Mapping[str, Callable[[str], bool]] | None = None,
         max_answer: int = MAX_ANSWER_BYTES,
+        attempt_timeout: float | None = None,
     ) -> dict[str, Any]:
         """POST `body` to the peer's `operation`, trying each address in turn, retrying until `within` s pass
         (no attempt outlives that deadline; with `within=0`, one full attempt per address). The answer must
         be a JSON object of at most `max_answer` bytes with, at every key of `expect`, a string that the
-        key's check accepts.
+        key's check accepts. `attempt_timeout` replaces the client's own for this call (a long-poll).
 
         Raises:
             PeerUnreachableError: no address answered (refused, timed out, TLS rejected).
@@ -198,7 +201,8 @@ class PeerClient:
                 remaining = deadline - loop.time()
                 if within > 0 and remaining <= 0 and failures:
                     break
-                budget = self._timeout if within <= 0 else max(0.0, min(self._timeout, remaining))
+                timeout = attempt_timeout or self._timeout
+                budget = timeout if within <= 0 else max(0.0, min(timeout, remaining))
                 try:
                     return await self._post(target, address, operation, body, budget, expect or {}, max_answer)
                 except _AddressFailedError as exc:

@@ -55,7 +55,11 @@ async def metrics(
     """
     if format not in (None, "", "prometheus"):
         raise InvalidRequestError(f"Invalid format {format[:32]!r}: only prometheus is supported")
-    registry.observe((p.name, p.partition, p.state.value) for p in await service.snapshot(access=access))
+    peerings = await service.snapshot(access=access)
+    registry.observe((p.name, p.partition, p.state.value) for p in peerings)
+    registry.observe_replication(
+        (p.name, p.partition, len(p.exported_services), len(p.imported_services)) for p in peerings
+    )
     headers = read_headers(await service.current_index())  # as every GET (SPEC §3)
     if format == "prometheus":
         return Response(content=registry.render(), media_type=CONTENT_TYPE, headers=headers)

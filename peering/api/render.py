@@ -40,11 +40,12 @@ def peering_json(p: Peering) -> dict[str, Any]:
             body["PeerServerName"] = p.peer_server_name
         if p.peer_server_addresses:
             body["PeerServerAddresses"] = list(p.peer_server_addresses)
-    body["ImportedServiceCount"] = 0
-    body["ExportedServiceCount"] = 0
+    # persisted (SPEC §14): the names of the last list received from / computed for the peer; `[]` when none
+    body["ImportedServiceCount"] = len(p.imported_services)
+    body["ExportedServiceCount"] = len(p.exported_services)
     body["StreamStatus"] = {
-        "ImportedServices": [],
-        "ExportedServices": [],
+        "ImportedServices": list(p.imported_services),
+        "ExportedServices": list(p.exported_services),
         "LastHeartbeat": rfc3339(p.stream.last_heartbeat),
         "LastReceive": rfc3339(p.stream.last_receive),
         "LastSend": rfc3339(p.stream.last_send),

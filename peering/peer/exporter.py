@@ -1,0 +1,358 @@
+"""What this cluster exports to each peer (SPEC §14), kept current by following the change feed.
+
+For every live peering (`ACTIVE` or `FAILING`) the exporter knows the names the partition's
+`exported-services` entry names for it (`catalog.exports.names_for_peer`) and, per name, the full
+instance set as the peer receives it (`payload`): typical instances only, one `<serviceID>:overall-check`
+each with the precedence summary (maintenance reaches the peer as `critical`), no indexes, the node's
+datacenter kept. Each payload has a hash; a name's `ExportMark` takes the peering's next sequence number
+only when its hash changes (the list of names itself is the mark named ""), and marks are saved, with the
+peering's `exported_services`, before anyone is told, so a sequence number once sent is never reused.
+
+`run()` (the background owner's: one writer of marks) follows the feed: a "catalog" change recomputes the
+partition's names and that service's payload, a "config_entry" change the partition's names, a "peering"
+change starts or drops a peering. `page()` answers any side's stream from that state (or, in a process
+that does not run the loop, from the stored marks and the catalog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from peering.catalog.exports import KIND, from_config, names_for_peer
+from peering.catalog.model import OVERALL_CHECK_SUFFIX, Health, ServiceHealth, summary
+from peering.cluster import Cluster
+from peering.domain import Peering, PeeringState
+from peering.peer.wire import (
+    PAGE_BUDGET,
+    CheckServiceNode,
+    ExportedService,
+    ExportPage,
+    WireCheck,
+    WireNode,
+    WireService,
+    WireWeights,
+)
+from peering.store.base import ExportMark
+
+log = logging.getLogger("peering.replication")
+
+FEED_PAGE = 1000  # change-feed entries read at once
+TICK = 1.0  # seconds between two looks at the feed without a notification
+_MAX_OUTPUT = 1024
+LIST = ""  # the mark of the list of exported names
+_WIRE_STATUS: dict[Health, Literal["passing", "warning", "critical"]] = {
+    Health.PASSING: "passing",
+    Health.WARNING: "warning",
+    Health.CRITICAL: "critical",
+}
+
+
+def exportable(peering: Peering | None) -> bool:
+    """Whether a peering receives exports: live (not deleted, `ACTIVE` or `FAILING`) and with a peer."""
+    return (
+        peering is not None
+        and not peering.is_deleted
+        and peering.state in (PeeringState.ACTIVE, PeeringState.FAILING)
+        and (peering.peer_id != "" or peering.remote_cluster != "")
+    )
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One name's instance set as sent, its JSON size and hash."""
+
+    service: ExportedService
+    size: int
+    hash: str
+
+
+def payload(name: str, entries: Iterable[ServiceHealth], datacenter: str) -> Payload:
+    """The instance set of `name` as a peer receives it (see the module docstring), sorted by instance ID."""
+    nodes = []
+    for entry in sorted(entries, key=lambda e: (e.service.id, e.node.node)):
+        if entry.service.kind:
+            continue  # proxies and gateways are not exported
+        node, svc = entry.node, entry.service
+        checks = []
+        status = summary(entry.checks)
+        if status is not None:
+            worst = Health.CRITICAL if status is Health.MAINTENANCE else status
+            reasons = sorted(c.check_id for c in entry.checks if c.status is Health(worst))
+            checks.append(
+                WireCheck(
+                    Node=node.node,
+                    CheckID=svc.id + OVERALL_CHECK_SUFFIX,
+                    Name="overall-check",
+                    Status=_WIRE_STATUS[worst],
+                    Output=", ".join(reasons)[:_MAX_OUTPUT],
+                    ServiceID=svc.id,
+                    ServiceName=svc.service,
+                )
+            )
+        nodes.append(
+            CheckServiceNode(
+                Node=WireNode(
+                    ID=node.id,
+                    Node=node.node,
+                    Address=node.address,
+                    Datacenter=node.datacenter or datacenter,
+                    TaggedAddresses=dict(node.tagged_addresses),
+                    Meta=dict(node.meta),
+                ),
+                Service=WireService(
+                    ID=svc.id,
+                    Service=svc.service,
+                    Tags=list(svc.tags),
+                    Address=svc.address,
+                    Port=svc.port,
+                    Meta=dict(svc.meta),
+                    TaggedAddresses=dict(svc.tagged_addresses),
+                    Weights=WireWeights(Passing=svc.weights.passing, Warning=svc.weights.warning),
+                    EnableTagOverride=svc.enable_tag_override,
+                ),
+                Checks=checks,
+            )
+        )
+    service = ExportedService(Name=name, Nodes=nodes)
+    encoded = service.model_dump_json(by_alias=True).encode()
+    return Payload(service, len(encoded), hashlib.sha256(encoded).hexdigest())
+
+
+def _list_hash(names: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+@dataclass
+class _Exports:
+    """What one peering is sent: its generation, marks (by name) and the newest sequence number."""
+
+    peering: Peering
+    generation: str
+    marks: dict[str, ExportMark] = field(default_factory=dict)
+
+    @property
+    def head(self) -> int:
+        return max((m.seq for m in self.marks.values()), default=0)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(name for name in self.marks if name != LIST)
+
+
+@dataclass
+class _Dirty:
+    peerings: set[str] = field(default_factory=set)  # IDs to (re)load
+    partitions: set[str] = field(default_factory=set)  # whose names to recompute
+    services: set[tuple[str, str]] = field(default_factory=set)  # (partition, name) whose payload changed
+    everything: bool = False
+
+
+class Exporter:
+    """Per peering, the exported names and payloads with their marks (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._store = cluster.store
+        self._exports: dict[str, _Exports] = {}
+        self._payloads: dict[tuple[str, str], Payload] = {}
+        self._lock = asyncio.Lock()
+        self._bumped = asyncio.Event()
+        self.following = False  # `run()` keeps the state current (else every answer reads the database)
+
+    async def run(self) -> None:
+        """Follow the change feed until cancelled (the background owner's job: the only writer of marks)."""
+        notifier = self._cluster.notifier
+        since = await self._store.current_index()
+        self.following = True
+        try:
+            await self._update(_Dirty(everything=True))
+            while True:
+                watch = notifier.watch()
+                changes = await self._store.changes_since(since, FEED_PAGE)
+                dirty = _Dirty(everything=since < changes.horizon)
+                for change in changes.changes:
+                    self._note(dirty, change.kind, change.key)
+                since = changes.upto
+                if dirty.everything or dirty.peerings or dirty.partitions:
+                    await self._update(dirty)
+                if not changes.changes and not notifier.closed:
+                    await watch.wait(TICK)
+        finally:
+            self.following = False
+            self._exports.clear()
+            self._payloads.clear()
+
+    def _note(self, dirty: _Dirty, kind: str, key: str) -> None:
+        if kind == "peering":
+            dirty.peerings.add(key)
+        elif kind == "config_entry" and key.startswith(KIND + "/"):
+            dirty.partitions.add(key[len(KIND) + 1 :])
+        elif kind == "catalog":
+            parts = key.split("/", 2)
+            if len(parts) == 3 and parts[1] == "":  # imported rows are never exported
+                dirty.partitions.add(parts[0])
+                dirty.services.add((parts[0], parts[2]))
+
+    async def _update(self, dirty: _Dirty) -> None:
+        async with self._lock:
+            await self._recompute(dirty)
+
+    async def _recompute(self, dirty: _Dirty) -> None:
+        """Bring the tracked peerings up to date with what `dirty` says changed; save the new marks first."""
+        fresh: set[str] = set()  # peerings loaded now: every name is compared with the stored marks
+        if dirty.everything:
+            live = {p.id: p for p in await self._store.live_links() if exportable(p)}
+            for gone in set(self._exports) - set(live):
+                del self._exports[gone]
+            dirty.partitions.update(p.partition for p in live.values())
+            loaded: list[tuple[str, Peering | None]] = [(p.id, p) for p in live.values()]
+            fresh.update(self._exports)  # the feed was missed: compare every name again
+            self._payloads.clear()
+        else:
+            loaded = [(pid, await self._store.get_by_id(pid)) for pid in dirty.peerings]
+        for peering_id, peering in loaded:
+            if peering is None or not exportable(peering):
+                self._exports.pop(peering_id, None)
+            elif peering_id in self._exports:
+                self._exports[peering_id].peering = peering
+            else:
+                generation, marks = await self._store.replication.export_marks(peering_id)
+                tracked = _Exports(peering, generation, {m.name: m for m in marks})
+                self._exports[peering_id] = tracked
+                fresh.add(peering_id)
+                dirty.partitions.add(peering.partition)
+        for key in dirty.services:
+            self._payloads.pop(key, None)
+        saves: list[tuple[_Exports, str, list[ExportMark], list[str]]] = []
+        for partition in sorted(dirty.partitions):
+            tracked_here = [e for e in self._exports.values() if e.peering.partition == partition]
+            if not tracked_here:
+                continue
+            entry, _ = await self._store.config.config_entry(KIND, partition)
+            parsed = from_config(entry) if entry is not None else None
+            local, _ = await self._store.catalog.service_names(partition, "")
+            for exports in tracked_here:
+                names = names_for_peer(parsed, local, exports.peering.name)
+                changed = {name for part, name in dirty.services if part == partition}
+                check = set(names) if exports.peering.id in fresh else (set(names) - set(exports.marks)) | changed
+                save = await self._marks(exports, names, check)
+                if save is not None:
+                    saves.append(save)
+        if saves:
+            await self._save(saves)
+
+    async def _marks(
+        self, exports: _Exports, names: list[str], check: set[str]
+    ) -> tuple[_Exports, str, list[ExportMark], list[str]] | None:
+        """The marks that change for one peering (None: none), each with its own new sequence number."""
+        partition = exports.peering.partition
+        seq = exports.head
+        generation = exports.generation or self._cluster.new_id()
+        new: list[ExportMark] = []
+        for name in sorted(set(names) & check):
+            found = await self.payload(partition, name)
+            old = exports.marks.get(name)
+            if old is None or old.hash != found.hash:
+                seq += 1
+                new.append(ExportMark(name, found.hash, seq))
+        dropped = sorted(set(exports.marks) - set(names) - {LIST})
+        listed = _list_hash(names)
+        old_list = exports.marks.get(LIST)
+        if old_list is None or old_list.hash != listed:
+            seq += 1
+            new.append(ExportMark(LIST, listed, seq))
+        if not new and not dropped and generation == exports.generation:
+            return None
+        return exports, generation, new, dropped
+
+    async def _save(self, saves: list[tuple[_Exports, str, list[ExportMark], list[str]]]) -> None:
+        async with self._cluster.write() as tx:
+            for exports, generation, marks, dropped in saves:
+                current = await tx.get_by_id(exports.peering.id)
+                if current is None or not exportable(current):
+                    continue  # terminated meanwhile: its marks were (or are about to be) forgotten
+                await tx.replication.save_export_marks(exports.peering.id, generation, marks, dropped)
+                names = tuple(sorted({*exports.names, *(m.name for m in marks if m.name != LIST)} - set(dropped)))
+                if current.exported_services != names:
+                    await tx.save(replace(current, exported_services=names))
+        for exports, generation, marks, dropped in saves:
+            exports.generation = generation
+            for name in dropped:
+                exports.marks.pop(name, None)
+            exports.marks.update((m.name, m) for m in marks)
+        self._bumped.set()
+        self._bumped = asyncio.Event()
+
+    async def payload(self, partition: str, name: str) -> Payload:
+        """The payload of `name` as it is now (cached while the loop follows the feed)."""
+        key = (partition, name)
+        found = self._payloads.get(key)
+        if found is None:
+            entries, _ = await self._store.catalog.service_health(partition, "", name)
+            found = payload(name, entries, self._cluster.identity.datacenter)
+            if self.following:
+                self._payloads[key] = found
+        return found
+
+    async def _state(self, peering: Peering) -> _Exports:
+        """The exports of a peering: tracked, or (not following, or not tracked yet) as stored."""
+        if self.following:
+            async with self._lock:
+                if peering.id not in self._exports and exportable(peering):
+                    await self._recompute(_Dirty(peerings={peering.id}))
+                tracked = self._exports.get(peering.id)
+                if tracked is not None:
+                    return tracked
+        generation, marks = await self._store.replication.export_marks(peering.id)
+        return _Exports(peering, generation, {m.name: m for m in marks})
+
+    async def page(self, peering: Peering, generation: str, since: int, budget: int = PAGE_BUDGET) -> ExportPage:
+        """What the peer needs after `since` of `generation`: every name changed since, in sequence order, up
+        to `budget` bytes (one bigger service goes alone), and the list of names with the last page. An
+        unknown generation, or a `since` past the newest, starts over from 0 (`Full`)."""
+        exports = await self._state(peering)
+        head, names = exports.head, exports.names  # one snapshot: a save during the awaits below moves neither
+        full = generation != exports.generation or since > head
+        if full:
+            since = 0
+        changed = sorted((m for m in exports.marks.values() if m.name != LIST and m.seq > since), key=lambda m: m.seq)
+        upserts: list[ExportedService] = []
+        size, cursor, more = 0, since, False
+        for mark in changed:
+            found = await self.payload(peering.partition, mark.name)
+            if upserts and size + found.size > budget:
+                more = True
+                break
+            upserts.append(found.service)
+            size += found.size
+            cursor = mark.seq
+        if not more:
+            cursor = head
+        listed = None if more or (not full and since == head) else names
+        return ExportPage(
+            Generation=exports.generation, Seq=cursor, Head=head, Full=full, More=more, Services=listed, Upserts=upserts
+        )
+
+    async def wait(self, peering: Peering, generation: str, since: int, within: float) -> None:
+        """Return once the peering's exports moved past `since` of `generation`, `within` s passed, or the
+        process is shutting down."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self._cluster.notifier.closed:
+            bumped = self._bumped
+            exports = await self._state(peering)
+            if exports.generation != generation or exports.head != since:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:  # in chunks: a shutdown (the notifier closed) ends the wait within half a second
+                async with asyncio.timeout(min(0.5, remaining)):
+                    await bumped.wait()
+            except TimeoutError:
+                pass
