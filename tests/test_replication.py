@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peering.catalog.model import Health, ServiceHealth
+from peering.peer.wire import ExportedService
+from peering.peer_client import PeerClient
 from tests.replication_helpers import (
     A_NAME,
     B_NAME,
@@ -22,6 +26,7 @@ from tests.replication_helpers import (
     until,
 )
 from tests.test_peering import Node as Cluster
+from tests.test_peering import gone, state_is
 
 pytestmark = pytest.mark.anyio
 
@@ -175,3 +180,151 @@ async def test_an_unexport_while_the_importer_is_down_is_cleaned_up_when_it_is_b
         await until(b, lambda: imported(b, B_NAME, "web"), lambda f: f == [])
         assert len(await imported(b, B_NAME, "api")) == 1
         assert await _imported_names(b) == ["api"]
+
+
+async def test_the_dialer_exports_to_the_acceptor_which_never_opens_a_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B (the dialer) exports api to A: A imports it under its own name for B; every peer call made meanwhile
+    is B's: A's clients are never used."""
+    callers: list[object] = []
+    original = PeerClient.call
+
+    async def recording(self: PeerClient, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        callers.append(self)
+        return await original(self, *args, **kwargs)
+
+    async with peered(tmp_path) as (a, b):
+        monkeypatch.setattr(PeerClient, "call", recording)
+        await register(b, "b-node", "api-1", "api")
+        await export(b, ("api", [B_NAME]))
+        found = await until(a, lambda: imported(a, A_NAME, "api"), lambda f: len(f) == 1)
+        assert shape(found) == [
+            (
+                "b-node",
+                "dc2",
+                A_NAME,
+                "api-1",
+                A_NAME,
+                [("api-1:overall-check", "overall-check", "passing", A_NAME, "api-1")],
+            )
+        ]
+        assert (await a.read(A_NAME))["StreamStatus"]["ImportedServices"] == ["api"]
+        assert (await b.read(B_NAME))["StreamStatus"]["ExportedServices"] == ["api"]
+        a_clients = {id(a.runtime.replication._peers), id(a.runtime.service._outbound._peers)}  # type: ignore[union-attr]
+        assert callers
+        assert not any(id(caller) in a_clients for caller in callers)
+
+
+async def _both_ways(a: Cluster, b: Cluster) -> None:
+    await register(a, "a-node", "web-1", "web")
+    await register(b, "b-node", "api-1", "api")
+    await export(a, ("web", [A_NAME]))
+    await export(b, ("api", [B_NAME]))
+    await until(b, lambda: imported(b, B_NAME, "web"), lambda f: len(f) == 1)
+    await until(a, lambda: imported(a, A_NAME, "api"), lambda f: len(f) == 1)
+
+
+async def _rows(cluster: Cluster, peer: str) -> int:
+    nodes, _ = await cluster.runtime.cluster.store.catalog.nodes("default", peer)
+    checks, _ = await cluster.runtime.cluster.store.catalog.checks("default", peer)
+    return len(nodes) + len(checks)
+
+
+@pytest.mark.parametrize("deleter", ["acceptor", "dialer"])
+async def test_a_deleted_peering_leaves_no_imported_row_on_either_side(tmp_path: Path, deleter: str) -> None:
+    """Both sides import; the peering is deleted on one side: that side removes its imports and its record,
+    the other turns TERMINATED and removes its imports too (it keeps the record, empty)."""
+    async with peered(tmp_path) as (a, b):
+        await _both_ways(a, b)
+        here, there, name, other = (a, b, A_NAME, B_NAME) if deleter == "acceptor" else (b, a, B_NAME, A_NAME)
+        ids = [(here, (await here.read(name))["ID"]), (there, (await there.read(other))["ID"])]
+        assert (await here.api.delete(f"/v1/peering/{name}")).status_code == 200
+        await there.wait_for(other, state_is("TERMINATED"))
+        await until(there, lambda: _rows(there, other), lambda n: n == 0)
+        await until(here, lambda: _rows(here, name), lambda n: n == 0)
+        await here.wait_for(name, gone)
+        kept = await there.read(other)
+        assert (kept["ImportedServiceCount"], kept["ExportedServiceCount"]) == (0, 0)
+        assert kept["StreamStatus"]["ImportedServices"] == []
+        for cluster, peering_id in ids:  # the bookkeeping went too
+            store = cluster.runtime.cluster.store
+            assert await store.replication.import_state(peering_id) is None
+            assert await store.replication.export_marks(peering_id) == ("", [])
+
+
+async def test_a_resend_of_identical_data_moves_no_index(tmp_path: Path) -> None:
+    """Applying A's full export again on B writes nothing (the index stays); a local change that leaves the
+    payload as it was (a check's notes) takes no sequence number on A: the next real change takes one."""
+    async with peered(tmp_path) as (a, b):
+        await _exported_web_on_two_nodes(a, b)
+        on_a = await a.runtime.cluster.store.get("default", A_NAME)
+        on_b = await b.runtime.cluster.store.get("default", B_NAME)
+        replication_a, replication_b = a.runtime.replication, b.runtime.replication
+        assert on_a is not None
+        assert on_b is not None
+        assert replication_a is not None
+        assert replication_b is not None
+        before = await b.runtime.cluster.store.current_index()
+        page = await replication_a.exporter.page(on_a, "", 0)
+        assert (page.full, page.more, page.services) == (True, False, ["api", "web"])
+        state = await replication_b.importer.apply(on_b, page, 0)
+        assert state is not None
+        assert await b.runtime.cluster.store.current_index() == before
+
+        head = page.head
+        async with a.runtime.cluster.write() as tx:
+            check = await tx.catalog.check("default", "", "node-1", "web-1-check")
+            assert check is not None
+            await tx.catalog.save_check(replace(check, notes="a note the peer never sees"))
+        await register(a, "node-3", "web-3", "web")
+        await until(b, lambda: imported(b, B_NAME, "web"), lambda f: len(f) == 3)
+        after = await replication_a.exporter.page(on_a, "", 0)
+        assert after.head == head + 1  # web's new payload; the notes change took none
+
+
+async def test_a_service_bigger_than_a_page_arrives_and_pages_hold_the_budget(tmp_path: Path) -> None:
+    """With a small page budget on A, a wildcard export of 30 small services and one of 40 instances (bigger
+    than a page on its own) arrives whole on B; every page but those with a single service holds the budget."""
+    async with peered(tmp_path) as (a, b):
+        replication_a = a.runtime.replication
+        assert replication_a is not None
+        replication_a.exporter.budget = 4096
+        for i in range(30):
+            await register(a, f"node-{i}", f"svc-{i}-1", f"svc-{i}")
+        for i in range(40):
+            await register(a, f"big-node-{i}", f"big-{i}", "big")
+        await export(a, ("*", [A_NAME]))
+        await until(b, lambda: _imported_names(b), lambda found: len(found) == 31, timeout=20)
+        names, _ = await b.runtime.cluster.store.catalog.service_names("default", B_NAME)
+        assert sorted(names) == sorted(["big", *(f"svc-{i}" for i in range(30))])
+        assert len(await imported(b, B_NAME, "big")) == 40
+
+        on_a = await a.runtime.cluster.store.get("default", A_NAME)
+        assert on_a is not None
+        pages, since, generation = [], 0, ""
+        while True:
+            page = await replication_a.exporter.page(on_a, generation, since)
+            pages.append(page)
+            generation, since = page.generation, page.seq
+            if not page.more:
+                break
+        assert len(pages) > 2
+        sizes = [len(ExportedService.model_dump_json(u, by_alias=True)) for p in pages for u in p.upserts]
+        assert max(sizes) > 4096
+        for p in pages:
+            if len(p.upserts) > 1:
+                assert sum(len(u.model_dump_json(by_alias=True)) for u in p.upserts) <= 4096
+        assert [p.services is not None for p in pages] == [False] * (len(pages) - 1) + [True]
+
+
+async def test_a_wildcard_export_picks_up_later_services_but_never_consul(tmp_path: Path) -> None:
+    async with peered(tmp_path) as (a, b):
+        await register(a, "node-1", "web-1", "web")
+        await register(a, "node-1", "consul", "consul")
+        await export(a, ("*", [A_NAME]))
+        await until(b, lambda: _imported_names(b), lambda names: names == ["web"])
+        await register(a, "node-2", "later-1", "later")
+        await until(b, lambda: imported(b, B_NAME, "later"), lambda f: len(f) == 1)
+        assert await _imported_names(b) == ["later", "web"]
+        assert await imported(b, B_NAME, "consul") == []

@@ -28,6 +28,9 @@ from peering.catalog.model import OVERALL_CHECK_SUFFIX, Health, ServiceHealth, s
 from peering.cluster import Cluster
 from peering.domain import Peering, PeeringState
 from peering.peer.wire import (
+    MAX_EXPORTED_NAMES,
+    MAX_PAGE_SERVICES,
+    MAX_SERVICE_BYTES,
     PAGE_BUDGET,
     CheckServiceNode,
     ExportedService,
@@ -163,6 +166,7 @@ class Exporter:
         self._lock = asyncio.Lock()
         self._bumped = asyncio.Event()
         self.following = False  # `run()` keeps the state current (else every answer reads the database)
+        self.budget = PAGE_BUDGET  # bytes of instance data per page
 
     async def run(self) -> None:
         """Follow the change feed until cancelled (the background owner's job: the only writer of marks)."""
@@ -238,6 +242,12 @@ class Exporter:
             local, _ = await self._store.catalog.service_names(partition, "")
             for exports in tracked_here:
                 names = names_for_peer(parsed, local, exports.peering.name)
+                if len(names) > MAX_EXPORTED_NAMES:
+                    log.warning(
+                        "more services exported than a peer takes: only the first %d are sent", MAX_EXPORTED_NAMES,
+                        extra={"peer_name": exports.peering.name, "partition": partition, "exported": len(names)},
+                    )  # fmt: skip
+                    names = names[:MAX_EXPORTED_NAMES]
                 changed = {name for part, name in dirty.services if part == partition}
                 check = set(names) if exports.peering.id in fresh else (set(names) - set(exports.marks)) | changed
                 save = await self._marks(exports, names, check)
@@ -311,7 +321,7 @@ class Exporter:
         generation, marks = await self._store.replication.export_marks(peering.id)
         return _Exports(peering, generation, {m.name: m for m in marks})
 
-    async def page(self, peering: Peering, generation: str, since: int, budget: int = PAGE_BUDGET) -> ExportPage:
+    async def page(self, peering: Peering, generation: str, since: int) -> ExportPage:
         """What the peer needs after `since` of `generation`: every name changed since, in sequence order, up
         to `budget` bytes (one bigger service goes alone), and the list of names with the last page. An
         unknown generation, or a `since` past the newest, starts over from 0 (`Full`)."""
@@ -325,7 +335,14 @@ class Exporter:
         size, cursor, more = 0, since, False
         for mark in changed:
             found = await self.payload(peering.partition, mark.name)
-            if upserts and size + found.size > budget:
+            if found.size > MAX_SERVICE_BYTES:  # no peer would take it: said once per change, never sent
+                log.warning(
+                    "service %s is too large to export (%d bytes, the limit is %d)", mark.name[:64], found.size,
+                    MAX_SERVICE_BYTES, extra={"peer_name": peering.name, "partition": peering.partition},
+                )  # fmt: skip
+                cursor = mark.seq
+                continue
+            if upserts and (size + found.size > self.budget or len(upserts) >= MAX_PAGE_SERVICES):
                 more = True
                 break
             upserts.append(found.service)

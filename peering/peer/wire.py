@@ -26,6 +26,7 @@ from peering.rules import MAX_ADDRESS_LENGTH, valid_hostname
 
 MAX_PEER_BODY_BYTES = 64 * 1024  # handshake routes: the largest, an exchange, carries one CA and a few addresses
 MAX_REPLICATION_BODY_BYTES = 16 * 1024 * 1024  # a pull answer or a push: one page, or one service bigger than it
+MAX_SERVICE_BYTES = 12 * 1024 * 1024  # one service's instance set, so that a page with the list fits the body cap
 PAGE_BUDGET = 512 * 1024  # bytes of instance data a page aims at (a single bigger service goes alone)
 MAX_EXPORTED_NAMES = 10_000  # names in one exported-services list
 MAX_PAGE_SERVICES = 10_000  # services in one page
