@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from peering.api.body import MAX_BODY_BYTES, decode_body, read_body
 from peering.api.query import parse_duration
@@ -23,7 +24,16 @@ from peering.errors import InvalidRequestError, RequestTooLargeError
 
 M = TypeVar("M", bound=BaseModel)
 
-Duration = str | int | None  # Go's duration string ("10s") or integer nanoseconds, as Consul takes both
+
+
+def _duration(value: object) -> object:
+    """Go's duration string ("10s") or integer nanoseconds, as Consul takes both (kept as given)."""
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("string_type", "a duration is a string or integer nanoseconds")
+
+
+Duration = Annotated[str | int | None, BeforeValidator(_duration)]
 
 
 class ConsulBody(BaseModel):

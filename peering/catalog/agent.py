@@ -25,7 +25,7 @@ from peering.catalog.specs import (
     encode_address,
     text,
 )
-from peering.catalog.vetting import NodeView, vetted
+from peering.catalog.vetting import NodeView, instance_checks, vetted
 from peering.cluster import Cluster
 from peering.errors import InvalidRequestError, NotFoundError
 from peering.rules import DEFAULT_PARTITION
@@ -90,12 +90,6 @@ class AgentOps:
         instances = await view.services(DEFAULT_PARTITION, self.node_name)
         return next((instance for instance in instances if instance.id == service_id), None)
 
-    async def _service_checks(self, tx: Transaction, instance: ServiceInstance) -> list[Check]:
-        for entry in await tx.catalog.service_health(DEFAULT_PARTITION, "", instance.service):
-            if entry.node.node == self.node_name and entry.service.id == instance.id:
-                return [check for check in entry.checks if check.service_id == instance.id]
-        return []
-
     async def register(
         self, spec: AgentServiceSpec, *, replace_existing_checks: bool = False, access: Access = ALLOW_ALL
     ) -> None:
@@ -149,7 +143,7 @@ class AgentOps:
                 await access.require_named("service", existing.service, Level.WRITE)
 
         async def write(tx: Transaction, existing: ServiceInstance | None) -> None:
-            before = {check.check_id: check for check in (await self._service_checks(tx, existing) if existing else [])}
+            before = {check.check_id: check for check in (await instance_checks(tx, existing) if existing else [])}
             await tx.catalog.save_node(node)
             saved = await tx.catalog.save_service(instance)
             now = self._cluster.now()
@@ -282,12 +276,14 @@ class AgentOps:
 
     async def services(self, *, access: Access = ALLOW_ALL) -> Result[list[ServiceInstance]]:
         """`GET /v1/agent/services`: the agent node's instances the caller may read (`service:read`)."""
+        await access.allowed_named("node", self.node_name, Level.READ)  # resolves the token: an unknown one fails
         _, instances, index = await self._cluster.store.catalog.node(DEFAULT_PARTITION, "", self.node_name)
         kept = [i for i in instances if await access.allowed_named("service", i.service, Level.READ)]
         return Result(kept, index, len(kept) != len(instances))
 
     async def checks(self, *, access: Access = ALLOW_ALL) -> Result[list[Check]]:
         """`GET /v1/agent/checks`: the agent node's checks the caller may read (by service, or `node:read`)."""
+        await access.allowed_named("node", self.node_name, Level.READ)  # resolves the token: an unknown one fails
         checks, index = await self._cluster.store.catalog.checks(DEFAULT_PARTITION, "", node=self.node_name)
         kept = []
         for check in checks:

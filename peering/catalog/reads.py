@@ -83,9 +83,12 @@ class CatalogReader:
 
     @staticmethod
     async def _admit(access: Access, peer: str) -> bool:
-        """Whether the read is of imported rows (after checking the caller may read them)."""
+        """Whether the read is of imported rows (after checking the caller may read them). A local read
+        resolves the caller's token too, so an unknown one is refused even when nothing would be listed."""
         if peer:
             await access.require_imported_read()
+        else:
+            await access.allowed_named("node", "", Level.READ)
         return bool(peer)
 
     async def _filter(

@@ -29,7 +29,7 @@ from peering.catalog.specs import (
     node_meta,
     text,
 )
-from peering.catalog.vetting import NodeView, vetted
+from peering.catalog.vetting import NodeView, instance_checks, vetted
 from peering.cluster import Cluster
 from peering.errors import InvalidRequestError
 from peering.rules import normalize_partition
@@ -69,18 +69,6 @@ class _Checked:
 
     spec: CheckSpec
     check_id: str
-
-
-async def retag_checks(tx: Transaction, old: ServiceInstance, saved: ServiceInstance, *, keep: frozenset[str]) -> None:
-    """Carry an instance's new name and tags onto its stored checks (except those in `keep`, rewritten anyway)."""
-    if (old.service, old.tags) == (saved.service, saved.tags):
-        return
-    for entry in await tx.catalog.service_health(old.partition, "", old.service):
-        if entry.node.node != old.node or entry.service.id != old.id:
-            continue
-        for check in entry.checks:
-            if check.service_id == old.id and check.check_id not in keep:
-                await tx.catalog.save_check(replace(check, service_name=saved.service, service_tags=saved.tags))
 
 
 class CatalogService:
@@ -158,12 +146,13 @@ class CatalogService:
             by_id = {instance.id: instance for instance in instances}
             if existing is None or not request.skip_node_update:
                 await tx.catalog.save_node(node)
-            rewritten = frozenset(check.check_id for check in checks)
+            rewritten = {check.check_id for check in checks}
             if service is not None:
+                old = by_id.get(service.id)
+                kept = [c for c in await instance_checks(tx, old) if c.check_id not in rewritten] if old else []
                 saved = await tx.catalog.save_service(to_instance(service, node.node, partition))
-                old = by_id.get(saved.id)
-                if old is not None:
-                    await retag_checks(tx, old, saved, keep=rewritten)
+                for other in kept:  # the instance's other checks carry its new name and tags
+                    await tx.catalog.save_check(replace(other, service_name=saved.service, service_tags=saved.tags))
                 by_id[saved.id] = saved
             for check in checks:
                 owner = by_id.get(check.spec.service_id) if check.spec.service_id else None

@@ -70,6 +70,14 @@ class Inside:
         return await self._writes.check(partition, "", node, check_id)
 
 
+async def instance_checks(tx: Transaction, instance: ServiceInstance) -> list[Check]:
+    """The checks of one local instance (not its node's), as the unit sees them."""
+    for entry in await tx.catalog.service_health(instance.partition, "", instance.service):
+        if entry.node.node == instance.node and entry.service.id == instance.id:
+            return [check for check in entry.checks if check.service_id == instance.id]
+    return []
+
+
 async def vetted(
     cluster: Cluster,
     facts: Callable[[NodeView], Awaitable[F]],
