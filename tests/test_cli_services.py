@@ -8,6 +8,8 @@ real clusters at the end of the file.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from peering.cli import main
-from peering.cli.catalog import format_services, node_service_tags
+from peering.cli.catalog import NO_MATCH, format_services, node_service_tags
 from peering.cli.commands import CommandError
 from peering.cli.services import add_consumers, split_names
 from tests.cluster import running_cluster
@@ -266,3 +268,102 @@ def test_the_export_walk_with_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
         assert _consumers(capsys, api) == {"api": ["east"]}
         assert run(capsys, *argv)[0] == 0  # tried again, it works
         assert _consumers(capsys, api) == {"api": ["east"], "web": ["south"]}
+
+
+HEARTBEATS = ("--heartbeat-interval", "0.2", "--heartbeat-timeout", "2")
+
+
+def wait_for(base_url: str, path: str, check: Callable[[Any], bool], timeout: float = 15.0) -> Any:
+    """The JSON answer of `path` once `check` accepts it, waited for with blocking queries (bounded)."""
+    deadline = time.monotonic() + timeout
+    index = "0"
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        while True:
+            response = client.get(path, params={"index": index, "wait": "2s"})
+            assert response.status_code == 200, response.text
+            if check(response.json()):
+                return response.json()
+            assert time.monotonic() < deadline, f"{path} never satisfied the check: {response.text}"
+            index = response.headers.get("X-Consul-Index", index)
+
+
+def _exported_to(peering: Any) -> Any:
+    return (peering.get("StreamStatus") or {}).get("ExportedServices")
+
+
+def test_sharing_a_service_with_a_peer_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README walkthrough: peer A and B, register web and db on A, export web to B, see it on B
+    (imported services, the catalog under -peer, the counts of `read`), un-export it, see it go."""
+    with (
+        running_cluster(tmp_path / "a", "--datacenter", "dc1", "--node-name", "node-a", *HEARTBEATS) as a,
+        running_cluster(tmp_path / "b", "--datacenter", "dc2", *HEARTBEATS) as b,
+    ):
+        on_a, on_b = ["-http-addr", a.ready["http_addr"]], ["-http-addr", b.ready["http_addr"]]
+        code, token, _ = run(capsys, "generate-token", "-name", "cluster-b", *on_a)
+        assert code == 0
+        assert run(capsys, "establish", "-name", "cluster-a", "-peering-token", token.strip(), *on_b) == (
+            0,
+            "Successfully established peering connection with cluster-a\n",
+            "",
+        )
+        for name, tag in (("web", "v1"), ("db", "primary")):
+            registration = {
+                "Name": name,
+                "ID": f"{name}-1",
+                "Port": 8080,
+                "Tags": [tag],
+                "Check": {"CheckID": f"{name}-ttl", "TTL": "60s", "Status": "passing"},
+            }
+            answer = httpx.put(f"{a.http_url}/v1/agent/service/register", json=registration)
+            assert answer.status_code == 200, answer.text
+        code, out, _ = run(capsys, "catalog", "services", "-tags", *on_a)
+        assert code == 0
+        assert "db       primary\n" in out
+        assert "web      v1\n" in out or out.endswith("web      v1\n")
+        assert run(capsys, "catalog", "services", "-node", "node-a", *on_a) == (0, "db\nweb\n", "")
+        assert run(capsys, "catalog", "services", "-node", "elsewhere", *on_a) == (0, "", f"{NO_MATCH}\n")
+
+        assert run(capsys, "services", "export", "-name", "web", "-consumer-peers", "cluster-b", *on_a) == (
+            0,
+            'Successfully exported service "web" to cluster peers "cluster-b"\n',
+            "",
+        )
+        assert run(capsys, "services", "exported-services", *on_a) == (
+            0,
+            "Service  Consumer Peers\nweb      cluster-b\n",
+            "",
+        )
+
+        wait_for(
+            b.http_url, "/v1/imported-services", lambda got: got == [{"Service": "web", "SourcePeer": "cluster-a"}]
+        )
+        assert run(capsys, "services", "imported-services", *on_b) == (
+            0,
+            "Service  Source Peer\nweb      cluster-a\n",
+            "",
+        )
+        assert run(capsys, "catalog", "services", "-peer", "cluster-a", *on_b) == (0, "web\n", "")
+        assert run(capsys, "catalog", "services", "-peer", "cluster-a", "-tags", *on_b) == (0, "web      v1\n", "")
+        assert run(capsys, "catalog", "services", "-peer", "cluster-a", "-node", "node-a", *on_b) == (0, "web\n", "")
+        local = run(capsys, "catalog", "services", *on_b)
+        assert "web" not in local[1].split()  # B's own catalog is not touched
+
+        wait_for(a.http_url, "/v1/peering/cluster-b", lambda got: _exported_to(got) == ["web"])
+        assert run(capsys, "exported-services", "-name", "cluster-b", *on_a) == (0, "web\n", "")
+        assert run(capsys, "exported-services", "-name", "cluster-b", "-format", "json", *on_a)[1] == '[{"ID":"web"}]\n'
+        assert "\nExported Services: 1\n" in run(capsys, "read", "-name", "cluster-b", *on_a)[1]
+        wait_for(b.http_url, "/v1/peering/cluster-a", lambda got: got["StreamStatus"]["ImportedServices"] == ["web"])
+        assert "\nImported Services: 1\n" in run(capsys, "read", "-name", "cluster-a", *on_b)[1]
+        assert run(capsys, "exported-services", "-name", "nope", *on_a) == (1, "", "No peering with name nope found.\n")
+
+        # un-export: the entry deleted, B drops what it imported
+        assert run(capsys, "config", "delete", "-kind", "exported-services", "-name", "default", *on_a)[0] == 0
+        wait_for(b.http_url, "/v1/imported-services", lambda got: got == [])
+        assert run(capsys, "services", "imported-services", *on_b) == (0, "No imported services found\n", "")
+        assert run(capsys, "catalog", "services", "-peer", "cluster-a", *on_b) == (
+            0,
+            "",
+            "No services match the given query - try expanding your search.\n",
+        )
+        wait_for(a.http_url, "/v1/peering/cluster-b", lambda got: not _exported_to(got))
+        assert run(capsys, "exported-services", "-name", "cluster-b", *on_a) == (0, "\n", "")
