@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import httpx
 import pytest
 
 from peering.app import Runtime
 from peering.server import listening
 from peering.settings import Settings
+from tests.postgres import BACKENDS, run_async
 
 pytestmark = pytest.mark.anyio
 
@@ -100,8 +102,9 @@ def gone(response: httpx.Response) -> bool:
 
 
 @asynccontextmanager
-async def clusters(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    a, b = Node("a", tmp_path / "a", "dc1"), Node("b", tmp_path / "b", "dc2")
+async def clusters(tmp_path: Path, **a_settings: Any) -> AsyncIterator[tuple[Node, Node]]:
+    """Cluster A (dc1; `a_settings` are extra `Settings` fields, e.g. a `database_url`) and B (dc2)."""
+    a, b = Node("a", tmp_path / "a", "dc1", **a_settings), Node("b", tmp_path / "b", "dc2")
     await a.start()
     await b.start()
     try:
@@ -112,18 +115,45 @@ async def clusters(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
                 await node.stop()
 
 
+SECRETS = "SELECT establishment_hash, stream_hash, stream_secret FROM secrets"
+
+
+async def _postgres_secrets(dsn: str) -> list[tuple[str | None, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(row) for row in await conn.fetch(SECRETS)]
+    finally:
+        await conn.close()
+
+
 def _secrets_in(data: Path) -> list[str]:
     """Every secret a cluster stores (clear stream secrets on the dialer, hashes on the acceptor)."""
     with sqlite3.connect(data / "peering.db") as db:
-        rows = db.execute("SELECT establishment_hash, stream_hash, stream_secret FROM secrets").fetchall()
+        rows = db.execute(SECRETS).fetchall()
     return [value for row in rows for value in row if value]
 
 
-async def test_the_whole_walk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def _secrets_of(node: Node) -> list[str]:
+    """As `_secrets_in`, from the node's database: its SQLite file, or its PostgreSQL database."""
+    dsn = node.settings.get("database_url")
+    if not dsn:
+        return _secrets_in(node.data)
+    return [value for row in run_async(_postgres_secrets(dsn)) for value in row if value]
+
+
+@pytest.fixture(params=BACKENDS)
+def a_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Cluster A's backend: SQLite, or a fresh database on the session's PostgreSQL (issue 13: the
+    two-cluster walk on PostgreSQL too)."""
+    return {"database_url": request.getfixturevalue("postgres")} if request.param == "postgres" else {}
+
+
+async def test_the_whole_walk(tmp_path: Path, caplog: pytest.LogCaptureFixture, a_settings: dict[str, Any]) -> None:
     """generate → check → establish → ACTIVE both sides → reuse 403 → failures and recovery both ways
-    → delete on A terminates B → B re-establishes → delete on B terminates A; no secret is ever logged."""
+    → delete on A terminates B → B re-establishes → delete on B terminates A; no secret is ever logged.
+    A runs on SQLite, then on PostgreSQL."""
     caplog.set_level(logging.DEBUG)
-    async with clusters(tmp_path) as (a, b):
+    async with clusters(tmp_path, **a_settings) as (a, b):
         token = await a.token("cluster-b", Meta={"env": "prod"})
 
         check = await b.api.post("/v1/peering/check", json={"PeerName": "cluster-a", "PeeringToken": token})
@@ -143,7 +173,7 @@ async def test_the_whole_walk(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
         response = await b.establish("cluster-a", token)
         assert (response.status_code, response.content) == (200, b"{}")
         secrets = [token, json.loads(base64.b64decode(token))["EstablishmentSecret"]]
-        secrets += _secrets_in(a.data) + _secrets_in(b.data)
+        secrets += _secrets_of(a) + _secrets_of(b)
         assert len(secrets) >= 4
         on_a = (await a.wait_for("cluster-b", state_is("ACTIVE"))).json()
         on_b = await b.read("cluster-a")
