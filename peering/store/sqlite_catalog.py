@@ -41,8 +41,10 @@ def reader_snapshot(reader: aiosqlite.Connection, lock: asyncio.Lock) -> Snapsho
     @asynccontextmanager
     async def snapshot() -> AsyncIterator[_Sql]:
         async with lock:
-            await reader.execute("BEGIN")
             try:
+                # BEGIN inside the try: a read cancelled while it waits for BEGIN (a client leaving a blocking
+                # query) still ends the transaction, else every later read fails inside it
+                await reader.execute("BEGIN")
                 yield _Sql(reader)
             finally:
                 await reader.execute("COMMIT")
