@@ -276,3 +276,29 @@ def test_the_config_walk_with_the_cli(
             "",
         )
         assert run(capsys, "config", "list", *kind, *api) == (0, "", "")
+
+
+MANAGEMENT = "c0ffee00-0000-4000-8000-00000000000e"
+
+
+def test_config_commands_send_the_token_and_report_a_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ACLs on, the anonymous caller is refused `mesh:write` (Consul's 403 text, named per entry);
+    the token from CONSUL_HTTP_TOKEN writes and reads."""
+    path = tmp_path / "exported.hcl"
+    path.write_text(HCL)
+    args = ("--acl-enabled", "--acl-default-policy", "deny", "--acl-initial-management-token", MANAGEMENT)
+    with running_cluster(tmp_path / "data", *args) as cluster:
+        api = ["-http-addr", cluster.ready["http_addr"]]
+        code, out, err = run(capsys, "config", "write", str(path), *api)
+        assert (code, out) == (1, "")
+        assert err.startswith("Error writing config entry exported-services/default: Unexpected response code: 403 (")
+        assert "lacks permission 'mesh:write'" in err
+        monkeypatch.setenv("CONSUL_HTTP_TOKEN", MANAGEMENT)
+        assert run(capsys, "config", "write", str(path), *api) == (
+            0,
+            "Config entry written: exported-services/default\n",
+            "",
+        )
+        assert run(capsys, "config", "list", "-kind", "exported-services", *api) == (0, "default\n", "")
