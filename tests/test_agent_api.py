@@ -148,6 +148,10 @@ async def test_a_maintenance_check_has_no_ttl_to_renew(client: httpx.AsyncClient
         ({"Name": "api", "Kind": "mesh-gateway"},
          'Service kind "mesh-gateway" is not supported: only typical services (Kind "")'),
         ({"Name": "api", "Proxy": {"DestinationServiceName": "web"}}, "Proxy is not supported"),
+        ({"Name": "api", "Checks": [{"TTL": "1s"}] * 129}, "Too many checks (limit: 128)"),
+        ({"Name": "api", "Check": {"TTL": "1s", "CheckID": "a\u0000"}}, "Check ID must not contain a NUL character"),
+        ({"Name": "api", "Check": {"TTL": "1s", "Notes": "x" * 4097}}, "Notes is too long (limit: 4096 characters)"),
+        ({"Name": "api", "Check": {"TTL": 2**63}}, "Request decode failed: TTL: duration out of range"),
         ({"Name": "api", "Sidecar": 1}, 'Request decode failed: json: unknown field "Sidecar"'),
     ],
 )  # fmt: skip

@@ -130,6 +130,12 @@ async def test_keys_match_case_insensitively_as_in_go(client: httpx.AsyncClient)
     ("body", "message"),
     [
         ({}, "Must provide node"),
+        ({"Node": "n\u0000", "Address": "a"}, "Node name must not contain a NUL character"),
+        ({"Node": "n" * 257, "Address": "a"}, "Node name is too long (limit: 256 bytes)"),
+        (
+            {"Node": "n1", "Address": "a", "Checks": [{"CheckID": f"c{i}"} for i in range(129)]},
+            "Too many checks (limit: 128)",
+        ),
         ({"Node": "n1"}, "Must provide address if SkipNodeUpdate is not set"),
         ({"Node": "n1", "Address": "a", "ID": "abc"}, "Bad node ID: uuid string is wrong length"),
         ({"Node": "n1", "Address": "a", "ID": "z" * 36}, "Bad node ID: uuid is improperly formatted"),

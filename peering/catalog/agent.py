@@ -16,6 +16,7 @@ from peering.acl_model import ALLOW_ALL, Access, Level
 from peering.catalog.model import SERVICE_MAINTENANCE_PREFIX, Check, Health, Node, ServiceInstance, is_maintenance
 from peering.catalog.reads import Result
 from peering.catalog.specs import (
+    MAX_CHECKS,
     MAX_TEXT,
     AgentServiceSpec,
     check_service,
@@ -110,6 +111,8 @@ class AgentOps:
         service = check_service(spec.service)
         weights = check_weights(spec.service.weights)
         checks = [check for check in spec.checks if not check.empty]
+        if len(checks) > MAX_CHECKS:
+            raise InvalidRequestError(f"Too many checks (limit: {MAX_CHECKS})")
         for check in checks:
             check_ttl_check(check)
         for check in checks:

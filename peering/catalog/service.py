@@ -21,6 +21,7 @@ from peering.catalog.specs import (
     Deregistration,
     Registration,
     ServiceSpec,
+    bounded,
     catalog_weights,
     check_registration,
     check_service,
@@ -180,13 +181,12 @@ class CatalogService:
         check_id = spec.check_id or spec.name
         if not check_id:
             raise InvalidRequestError("Missing check ID")
-        if len(check_id.encode("utf-8", errors="surrogatepass")) > 256 or len(spec.name) > 256:
-            raise InvalidRequestError("Check ID is too long (limit: 256 bytes)")
+        bounded(check_id, "Check ID")
+        bounded(spec.name, "Check name")
         check_status(spec.status)
         text(spec.notes, "Notes")
         text(spec.output, "Output")
-        if len(spec.type) > 64:
-            raise InvalidRequestError("Check type is too long (limit: 64 characters)")
+        bounded(spec.type, "Check type", 64)
         return _Checked(spec, check_id)
 
     async def deregister(self, request: Deregistration, *, access: Access = ALLOW_ALL) -> None:

@@ -116,9 +116,12 @@ def _shown(text: str) -> str:
     return text if len(text) <= 64 else text[:64] + "..."
 
 
-def _bounded(value: str, what: str) -> str:
-    if len(value.encode("utf-8", errors="surrogatepass")) > MAX_NAME:
-        raise InvalidRequestError(f"{what} is too long (limit: {MAX_NAME} bytes)")
+def bounded(value: str, what: str, limit: int = MAX_NAME) -> str:
+    """A name, ID, tag or address: at most `limit` bytes and no NUL (which PostgreSQL cannot store either)."""
+    if len(value.encode("utf-8", errors="surrogatepass")) > limit:
+        raise InvalidRequestError(f"{what} is too long (limit: {limit} bytes)")
+    if "\x00" in value:
+        raise InvalidRequestError(f"{what} must not contain a NUL character")
     return value
 
 
@@ -164,24 +167,24 @@ def check_service(spec: ServiceSpec) -> ServiceSpec:
         )
     if is_any_address(spec.address):
         raise InvalidRequestError("Invalid service address")
-    _bounded(service_id, "Service ID")
-    _bounded(spec.service, "Service name")
+    bounded(service_id, "Service ID")
+    bounded(spec.service, "Service name")
     if len(spec.tags) > MAX_TAGS:
         raise InvalidRequestError(f"Too many tags (limit: {MAX_TAGS})")
     for tag in spec.tags:
-        _bounded(tag, "Tag")
+        bounded(tag, "Tag")
     if not 0 <= spec.port <= 65535:
         raise InvalidRequestError(f"Invalid service port {spec.port}: must be between 0 and 65535")
     for name, (address, port) in (spec.tagged_addresses or {}).items():
-        _bounded(name, "Tagged address name")
-        _bounded(address, "Tagged address")
+        bounded(name, "Tagged address name")
+        bounded(address, "Tagged address")
         if not 0 <= port <= 65535:
             raise InvalidRequestError(f"Invalid port {port} for tagged address {_shown(name)}")
     return ServiceSpec(
         id=service_id,
         service=spec.service,
         tags=spec.tags,
-        address=_bounded(spec.address, "Service address"),
+        address=bounded(spec.address, "Service address"),
         port=spec.port,
         meta=service_meta(spec.meta),
         tagged_addresses=spec.tagged_addresses,
@@ -226,14 +229,18 @@ def catalog_weights(weights: Weights | None) -> Weights:
 
 
 def text(value: str, what: str) -> str:
-    """Notes and Output, bounded (`<what> is too long`)."""
+    """Notes and Output, bounded (`<what> is too long`), without NUL."""
     if len(value) > MAX_TEXT:
         raise InvalidRequestError(f"{what} is too long (limit: {MAX_TEXT} characters)")
+    if "\x00" in value:
+        raise InvalidRequestError(f"{what} must not contain a NUL character")
     return value
 
 
 def check_ttl_check(check: TtlCheckSpec) -> None:
     """Consul's `CheckType.Validate` for the checks an agent definition may carry (`Invalid check: ...`)."""
+    bounded(check.check_id, "Check ID")
+    bounded(check.name, "Check name")
     if check.interval and check.ttl:
         raise InvalidRequestError("Invalid check: Interval and TTL cannot both be specified")
     if check.unsupported:
@@ -252,14 +259,14 @@ def check_registration(request: Registration) -> None:
         raise InvalidRequestError(PEER_NAME_REFUSED)
     if not request.node:
         raise InvalidRequestError("Must provide node")
-    _bounded(request.node, "Node name")
+    bounded(request.node, "Node name")
     check_node_id(request.id)
     if not request.address and not request.skip_node_update:
         raise InvalidRequestError("Must provide address if SkipNodeUpdate is not set")
-    _bounded(request.address, "Address")
+    bounded(request.address, "Address")
     for name, value in (request.tagged_addresses or {}).items():
-        _bounded(name, "Tagged address name")
-        _bounded(value, "Tagged address")
+        bounded(name, "Tagged address name")
+        bounded(value, "Tagged address")
     if len(request.checks) > MAX_CHECKS:
         raise InvalidRequestError(f"Too many checks (limit: {MAX_CHECKS})")
     for check in request.checks:
