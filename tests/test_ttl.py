@@ -1,5 +1,6 @@
 """The TTL timer (SPEC §13): an unrenewed TTL check turns `critical` by itself, from its stored deadline,
-also across a restart of the process. Real SQLite; the restart test runs real `peering serve` processes."""
+also across a restart of the process, and with PostgreSQL only under the lease. Real SQLite and PostgreSQL;
+the restart test runs real `peering serve` processes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from peering.app import Runtime, create_app, open_runtime
 from peering.catalog.ttl import TtlTimer
+from peering.cluster import utcnow
+from peering.errors import LeaseLostError
 from peering.settings import Settings
+from peering.store.base import Fence
 from tests.cluster import running_cluster
 from tests.test_acl import Clock
 from tests.test_catalog_api import put
@@ -149,3 +154,23 @@ def test_a_check_expires_from_its_stored_deadline_across_a_restart(tmp_path: Pat
         again = await_check(url, "api", "critical")
         assert again["Output"] == "TTL expired (last output before timeout follows): back"
         assert sum("TTL check expired: now critical" in line for line in second.lines) == 2
+
+
+async def test_on_postgresql_the_lease_holder_expires_and_nobody_else(tmp_path: Path, postgres: str) -> None:
+    """With PostgreSQL the timer is background work: the replica holding the lease expires a 0.3 s check
+    (awaited with a blocking query); a timer fenced with a lease it does not hold writes nothing."""
+    settings = Settings(data_dir=tmp_path / "pg", database_url=SecretStr(postgres))
+    async with open_runtime(settings, advertise_addresses=["127.0.0.1:1"], background=True) as runtime:
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            stray = TtlTimer(runtime.cluster, lambda: Fence("background", "another-replica", 1))
+            body = {"Name": "api", "Check": {"TTL": "300ms", "Status": "passing"}}
+            assert (await put(client, "/v1/agent/service/register", body)).status_code == 200
+            first = await client.get("/v1/health/checks/api")
+            async with asyncio.timeout(15):
+                woken = await client.get(f"/v1/health/checks/api?index={first.headers['X-Consul-Index']}&wait=10s")
+            assert [(c["Status"], c["Output"]) for c in woken.json()] == [("critical", "TTL expired")]
+            await client.put("/v1/agent/check/pass/service:api")
+            runtime.cluster.now = lambda: utcnow() + timedelta(seconds=5)  # overdue for the stray timer too
+            with pytest.raises(LeaseLostError):
+                await stray.expire_due()
