@@ -1,109 +1,248 @@
 """A pure ASGI fast path for the hottest requests: read one peering, list a partition, generate a
-token (SPEC §11).
+token (SPEC §11), with ACLs off or on.
 
-It answers only the plain case (ACLs off, no blocking query, only the usual query parameters, a body
-that decodes) straight from the service, with the same bytes and headers the routes send. Anything
-else, and any error, goes on to the full FastAPI app (a body already read is handed on as it came),
-which answers it as always, so behaviour (messages, statuses, the OpenAPI document) does not depend
-on this module.
+Which requests it serves comes from the app's own route table: the routes whose endpoint is one of
+`peerings.read_peering`, `list_peerings` and `generate_token`, matched with the route's own path
+pattern and methods, and only where no route before it in the table would take the request first.
+A route is served only while its dependencies are exactly the ones reproduced here (`_EXPECTED`), so
+a route that gains a dependency (or moves, or goes) is answered by the full app alone.
+
+It answers only the plain case (no blocking query, only the usual query parameters, each once, a
+body that decodes, a caller the ACLs allow) straight from the service, with the same bytes and
+headers the routes send, and the caller resolved as `deps.get_access` does. Anything else, and any
+error (a 403 included), goes on to the full FastAPI app (a body already read is handed on as it
+came), which answers it as always, so messages, statuses and the OpenAPI document do not depend on
+this module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from re import Pattern
+from typing import Any
 from urllib.parse import parse_qsl
 
+from fastapi.routing import RouteContext, iter_route_contexts
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from peering.acl import AclService
+from peering.acl_model import ALLOW_ALL, Access
+from peering.api import deps, peerings, query
 from peering.api.body import MAX_BODY_BYTES, decode_body
 from peering.api.render import PeeringBytes, bytes_response, json_response, read_headers
 from peering.api.schemas import GenerateTokenRequest
 from peering.errors import PeeringError
 from peering.service import PeeringService, TokenRequest
 
-_READ_PREFIX = "/v1/peering/"
-_GENERATE_PATH = "/v1/peering/token"
-_LIST_PATH = "/v1/peerings"
-_PLAIN_PARAMS = frozenset({"partition", "pretty", "stale", "consistent"})
+# `?token=` is read here as `deps` reads it; with ACLs off it is ignored, as by the routes
+_PLAIN_PARAMS = frozenset({"partition", "pretty", "stale", "consistent", "token"})
+_TOKEN_HEADER = b"x-consul-token"
+_AUTHORIZATION = b"authorization"
+
+Query = dict[str, str]
+# a handler answers and returns None, or returns the `receive` to hand the request on with
+Handler = Callable[["FastPath", Scope, Receive, Send, dict[str, str], Query], Awaitable[Receive | None]]
 
 
-class _Route:
-    """What the request log labels the answer with (the route template, as FastAPI's routes have)."""
+def _name(call: object) -> str:
+    """A dependency's name: its function's, or its class's for a callable object (the security schemes)."""
+    target = call if callable(call) and hasattr(call, "__qualname__") else type(call)
+    return f"{target.__module__}.{target.__qualname__}"
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+
+def dependency_names(context: RouteContext) -> frozenset[str]:
+    """Every dependency a route runs, nested ones included (router-level ones too), by name."""
+    names: set[str] = set()
+    pending = list(context.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        names.add(_name(dependant.call))
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
-_READ_ROUTE, _LIST_ROUTE, _TOKEN_ROUTE = _Route("/v1/peering/{name}"), _Route(_LIST_PATH), _Route(_GENERATE_PATH)
+# what every served route depends on: the unsupported-query check and the caller (deps.get_access)
+_CALLER = {
+    _name(query.supported_query),
+    _name(deps.get_service),
+    _name(deps.get_access),
+    _name(deps.get_acl),
+    _name(deps.get_secret),
+    _name(deps._QUERY),
+    _name(deps._HEADER),
+    _name(deps._BEARER),
+}
+_READ = frozenset({*_CALLER, _name(query.read_options), _name(deps.get_encoded)})
+_TOKEN = frozenset({*_CALLER, _name(query.write_options), "peering.api.body.json_body.<locals>.dependency"})
+
+
+@dataclass(frozen=True)
+class _Served:
+    """One route the fast path serves, and the routes before it in the table that take the same method."""
+
+    route: BaseRoute  # what the router puts in scope["route"] (the request log labels by its path)
+    pattern: Pattern[str]
+    earlier: tuple[RouteContext, ...]
+    handler: Handler
+
+    def shadowed(self, scope: Scope) -> bool:
+        """Whether a route before this one in the table fully matches the request (the router takes that)."""
+        for context in self.earlier:
+            pattern = getattr(context, "path_regex", None)
+            if pattern is not None and getattr(context, "methods", None) is not None:
+                if pattern.match(scope["path"]):
+                    return True
+            elif context.matches(scope)[0] is Match.FULL:
+                return True
+        return False
+
+
+def served_routes(routes: Iterable[BaseRoute]) -> dict[str, tuple[_Served, ...]]:
+    """The fast path's dispatch table, by method, in the route table's order."""
+    table: dict[str, list[_Served]] = {}
+    seen: list[RouteContext] = []
+    for context in iter_route_contexts(list(routes)):
+        entry = _HANDLERS.get(context.endpoint) if context.endpoint is not None else None
+        if entry is not None and dependency_names(context) == entry[1] and context.methods:
+            for method in sorted(context.methods):
+                earlier = tuple(c for c in seen if c.methods is None or method in c.methods)
+                table.setdefault(method, []).append(_Served(context.route, context.path_regex, earlier, entry[0]))
+        seen.append(context)
+    return {method: tuple(served) for method, served in table.items()}
 
 
 class FastPath:
-    """Serve plain reads, lists and token requests directly; pass everything else to `app`."""
+    """Serve plain reads, lists and token requests of the routes in `router` directly; pass everything
+    else to `app`. With ACLs on (`acl.enabled`), the caller is resolved as the routes resolve it."""
 
-    def __init__(self, app: ASGIApp, *, service: PeeringService, encoded: PeeringBytes) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        router: Any,  # the app's router: the table is built from its routes when the middleware stack is
+        service: PeeringService,
+        encoded: PeeringBytes,
+        acl: AclService | None = None,
+    ) -> None:
         self._app = app
         self._service = service
         self._encoded = encoded
+        self._acl = acl if acl is not None and acl.enabled else None
+        self._table = served_routes(router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            name = path[len(_READ_PREFIX) :] if path.startswith(_READ_PREFIX) else None
-            if (name and "/" not in name) or path == _LIST_PATH:
-                query = _plain_query(scope["query_string"])
-                if query is not None and await self._answer(scope, send, name, query):
-                    return
-        elif scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == _GENERATE_PATH:
-            query = _plain_query(scope["query_string"])
-            if query is not None:
-                received, body = await _read_body(receive)
-                if body is not None and await self._token(scope, send, body, query):
-                    return
-                receive = _replay(received, receive)
+        if scope["type"] == "http" and not scope.get("root_path"):
+            for served in self._table.get(scope["method"], ()):
+                match = served.pattern.match(scope["path"])
+                if match is None:
+                    continue
+                plain = _plain_query(scope["query_string"])
+                if plain is not None and not served.shadowed(scope):
+                    handed_on = await served.handler(self, scope, receive, send, match.groupdict(), plain)
+                    if handed_on is None:
+                        scope["route"] = served.route  # as the router sets it (read by the request log)
+                        return
+                    receive = handed_on
+                break
         await self._app(scope, receive, send)
 
-    async def _token(self, scope: Scope, send: Send, body: bytes, query: dict[str, str]) -> bool:
-        """Generate a token as the route does, or return False (having sent nothing, written nothing)."""
+    def _access(self, scope: Scope, plain: Query) -> Access:
+        """The caller's access, as `deps.get_access` gives it."""
+        if self._acl is None:
+            return ALLOW_ALL
+        client = scope.get("client")
+        return self._acl.caller(caller_secret(scope, plain), client[0] if client else None)
+
+    async def _read(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
+    ) -> Receive | None:
+        try:
+            peering = await self._service.read(
+                plain.get("partition"),
+                params["name"],
+                consistent="consistent" in plain,
+                access=self._access(scope, plain),
+            )
+        except PeeringError:
+            return receive  # the full app gives the documented error
+        body = self._encoded.one(peering)
+        await _answer(send, bytes_response(body, pretty="pretty" in plain, headers=read_headers(peering.modify_index)))
+        return None
+
+    async def _list(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
+    ) -> Receive | None:
+        try:
+            peerings_, index = await self._service.list_peerings(
+                plain.get("partition"), consistent="consistent" in plain, access=self._access(scope, plain)
+            )
+        except PeeringError:
+            return receive
+        body = self._encoded.many(peerings_)
+        await _answer(send, bytes_response(body, pretty="pretty" in plain, headers=read_headers(index)))
+        return None
+
+    async def _token(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
+    ) -> Receive | None:
+        """Generate a token as the route does, or hand on (having sent nothing, written nothing)."""
+        received, body = await _read_body(receive)
+        if body is None:
+            return _replay(received, receive)
         try:
             request = decode_body(body, GenerateTokenRequest)
             if not request.peer_name:
-                return False
+                return _replay(received, receive)
             token = await self._service.generate_token(
                 TokenRequest(
                     name=request.peer_name,
-                    partition=request.partition or query.get("partition"),
+                    partition=request.partition or plain.get("partition"),
                     meta=request.meta,
                     server_external_addresses=request.server_external_addresses or (),
-                )
+                ),
+                access=self._access(scope, plain),
             )
         except PeeringError:
-            return False  # refused before anything was written: the route refuses it the same way
-        response = json_response({"PeeringToken": token}, pretty="pretty" in query)
-        scope["route"] = _TOKEN_ROUTE
-        await _send(send, response)
-        return True
-
-    async def _answer(self, scope: Scope, send: Send, name: str | None, query: dict[str, str]) -> bool:
-        """Send the answer and return True, or return False (having sent nothing) to let the app answer."""
-        partition, pretty = query.get("partition"), "pretty" in query
-        try:
-            if name is not None:
-                peering = await self._service.read(partition, name, consistent="consistent" in query)
-                response = bytes_response(
-                    self._encoded.one(peering), pretty=pretty, headers=read_headers(peering.modify_index)
-                )
-                scope["route"] = _READ_ROUTE
-            else:
-                peerings, index = await self._service.list_peerings(partition, consistent="consistent" in query)
-                response = bytes_response(self._encoded.many(peerings), pretty=pretty, headers=read_headers(index))
-                scope["route"] = _LIST_ROUTE
-        except PeeringError:
-            return False  # the full app gives the documented error
-        await _send(send, response)
-        return True
+            return _replay(received, receive)  # refused before anything was written: the route refuses it too
+        await _answer(send, json_response({"PeeringToken": token}, pretty="pretty" in plain))
+        return None
 
 
-async def _send(send: Send, response: Response) -> None:
+# served endpoint -> (handler, the dependencies its route must have exactly)
+_HANDLERS: dict[Callable[..., Any], tuple[Handler, frozenset[str]]] = {
+    peerings.read_peering: (FastPath._read, _READ),
+    peerings.list_peerings: (FastPath._list, _READ),
+    peerings.generate_token: (FastPath._token, _TOKEN),
+}
+
+
+def caller_secret(scope: Scope, plain: Query) -> str | None:
+    """The request's ACL secret in `deps.get_secret`'s order: `?token=` (the first; here there is only one),
+    the first `X-Consul-Token` header, the first `Authorization` header if it is `Bearer <secret>`; an empty
+    value counts as none."""
+    secret = plain.get("token")
+    if secret:
+        return secret
+    header: str | None = None
+    authorization: str | None = None
+    for name, value in scope["headers"]:
+        if name == _TOKEN_HEADER and header is None:
+            header = value.decode("latin-1")
+        elif name == _AUTHORIZATION and authorization is None:
+            authorization = value.decode("latin-1")
+    if header:
+        return header
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if authorization and scheme and credentials and scheme.lower() == "bearer":
+        return credentials
+    return None
+
+
+async def _answer(send: Send, response: Response) -> None:
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -135,7 +274,7 @@ def _replay(received: list[Message], receive: Receive) -> Receive:
     return replaying
 
 
-def _plain_query(raw: bytes) -> dict[str, str] | None:
+def _plain_query(raw: bytes) -> Query | None:
     """The query parameters if they are only the plain ones (each once, no stale with consistent)."""
     if not raw:
         return {}
@@ -143,9 +282,9 @@ def _plain_query(raw: bytes) -> dict[str, str] | None:
         pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
     except ValueError:
         return None
-    query = dict(pairs)
-    if len(query) != len(pairs) or not query.keys() <= _PLAIN_PARAMS:
+    plain = dict(pairs)
+    if len(plain) != len(pairs) or not plain.keys() <= _PLAIN_PARAMS:
         return None
-    if "stale" in query and "consistent" in query:
+    if "stale" in plain and "consistent" in plain:
         return None
-    return query
+    return plain
