@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from peering.catalog.model import Health, ServiceHealth
+from peering.peer.exporter import payload
 from peering.peer.wire import ExportedService
 from peering.peer_client import PeerClient
 from tests.replication_helpers import (
@@ -328,3 +330,28 @@ async def test_a_wildcard_export_picks_up_later_services_but_never_consul(tmp_pa
         await until(b, lambda: imported(b, B_NAME, "later"), lambda f: len(f) == 1)
         assert await _imported_names(b) == ["later", "web"]
         assert await imported(b, B_NAME, "consul") == []
+
+
+async def test_a_node_check_counts_for_every_instance_on_the_node_also_when_read_in_bulk(tmp_path: Path) -> None:
+    """Twenty services on two nodes exported by wildcard (the exporter reads them in bulk: fewer nodes than
+    names); node-2's node check is critical, so its instances reach B as critical; every payload's hash is the
+    one a per-name read gives."""
+    async with peered(tmp_path) as (a, b):
+        for i in range(20):
+            await register(a, f"node-{1 + i % 2}", f"s{i}-1", f"s{i}")
+        await set_check(a, "node-2", "serfHealth", Health.CRITICAL)
+        await export(a, ("*", [A_NAME]))
+        await until(b, lambda: _imported_names(b), lambda names: len(names) == 20)
+        for i in range(20):
+            found = await until(b, partial(imported, b, B_NAME, f"s{i}"), lambda f: len(f) == 1)
+            status = found[0].checks[0]
+            assert (status.status, status.output) == (
+                (Health.CRITICAL, "serfHealth") if i % 2 else (Health.PASSING, f"s{i}-1-check")
+            )
+        on_a = await a.runtime.cluster.store.get("default", A_NAME)
+        assert on_a is not None
+        _, marks = await a.runtime.cluster.store.replication.export_marks(on_a.id)
+        for mark in marks:
+            if mark.name:
+                entries, _ = await a.runtime.cluster.store.catalog.service_health("default", "", mark.name)
+                assert payload(mark.name, entries, "dc1").hash == mark.hash

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from peering.catalog.exports import KIND, from_config, names_for_peer
-from peering.catalog.model import OVERALL_CHECK_SUFFIX, Health, ServiceHealth, summary
+from peering.catalog.model import OVERALL_CHECK_SUFFIX, Check, Health, ServiceHealth, summary
 from peering.cluster import Cluster
 from peering.domain import Peering, PeeringState
 from peering.peer.wire import (
@@ -264,6 +264,7 @@ class Exporter:
         seq = exports.head
         generation = exports.generation or self._cluster.new_id()
         new: list[ExportMark] = []
+        await self._prefetch(partition, set(names) & check)
         for name in sorted(set(names) & check):
             found = await self.payload(partition, name)
             old = exports.marks.get(name)
@@ -297,6 +298,37 @@ class Exporter:
             exports.marks.update((m.name, m) for m in marks)
         self._bumped.set()
         self._bumped = asyncio.Event()
+
+    async def _prefetch(self, partition: str, names: set[str]) -> None:
+        """Compute many payloads at once: one read of the nodes, one of the checks and one per node, when that is
+        fewer reads than one per name (an initial sync, a new wildcard export)."""
+        wanted = {name for name in names if (partition, name) not in self._payloads}
+        if len(wanted) < 8 or not self.following:
+            return
+        catalog = self._store.catalog
+        nodes, _ = await catalog.nodes(partition, "")
+        if len(nodes) >= len(wanted):
+            return
+        checks, _ = await catalog.checks(partition, "")
+        by_node: dict[str, list[Check]] = {}
+        by_instance: dict[tuple[str, str], list[Check]] = {}
+        for check in checks:
+            if check.service_id:
+                by_instance.setdefault((check.node, check.service_id), []).append(check)
+            else:
+                by_node.setdefault(check.node, []).append(check)
+        entries: dict[str, list[ServiceHealth]] = {name: [] for name in wanted}
+        for node in nodes:
+            found, instances, _ = await catalog.node(partition, "", node.node)
+            for instance in instances:
+                if found is not None and instance.service in entries:
+                    own = by_instance.get((node.node, instance.id), [])
+                    entries[instance.service].append(
+                        ServiceHealth(found, instance, (*by_node.get(node.node, ()), *own))
+                    )
+        datacenter = self._cluster.identity.datacenter
+        for name, found_entries in entries.items():
+            self._payloads[(partition, name)] = payload(name, found_entries, datacenter)
 
     async def payload(self, partition: str, name: str) -> Payload:
         """The payload of `name` as it is now (cached while the loop follows the feed)."""

@@ -106,11 +106,20 @@ async def _drop_instances(
             await rows.delete_node(partition, peer_name, node)
 
 
-async def reconcile(rows: CatalogWrites, partition: str, peer_name: str, exported: ExportedService) -> None:
-    """Make the stored instances of `exported.name` under `peer_name` equal the received set (in a unit)."""
-    stored = await rows.service_health(partition, peer_name, exported.name)
+async def reconcile(
+    rows: CatalogWrites,
+    partition: str,
+    peer_name: str,
+    exported: ExportedService,
+    *,
+    stored_before: bool = True,
+    nodes_saved: dict[str, Node] | None = None,
+) -> None:
+    """Make the stored instances of `exported.name` under `peer_name` equal the received set (in a unit).
+    `stored_before=False`: the name has no rows (nothing to read); `nodes_saved`: the nodes this unit saved."""
+    stored = await rows.service_health(partition, peer_name, exported.name) if stored_before else []
     by_key = {(e.node.node, e.service.id): e for e in stored}
-    nodes_saved: dict[str, Node] = {}
+    nodes_saved = {} if nodes_saved is None else nodes_saved
     for entry in exported.nodes:
         old = by_key.get((entry.node.node, entry.service.id))
         node = _node(entry, partition, peer_name)
@@ -163,11 +172,9 @@ class Importer:
 
     async def _apply(self, peering: Peering, page: ExportPage, base: int) -> ImportState | None:
         partition, peer_name = peering.partition, peering.name
-        stored_names: set[str] = set()
-        if page.services is not None:
-            # read before the unit: only this importer (holding the peering's lock) writes these rows
-            names, _ = await self._cluster.store.catalog.service_names(partition, peer_name)
-            stored_names = set(names) | set(peering.imported_services) | {e.name for e in page.upserts}
+        # read before the unit: only this importer (holding the peering's lock) writes these rows
+        names, _ = await self._cluster.store.catalog.service_names(partition, peer_name)
+        stored_names = set(names) | set(peering.imported_services) | {e.name for e in page.upserts}
         state = ImportState(peering.id, page.generation, page.seq)
         async with self._cluster.write() as tx:
             current = await tx.get_by_id(peering.id)
@@ -179,8 +186,12 @@ class Importer:
                 applied is None or (applied.generation, applied.applied_seq) != (page.generation, base)
             ):
                 return None
+            nodes_saved: dict[str, Node] = {}
             for exported in page.upserts:
-                await reconcile(tx.catalog, partition, peer_name, exported)
+                known = exported.name in names
+                await reconcile(
+                    tx.catalog, partition, peer_name, exported, stored_before=known, nodes_saved=nodes_saved
+                )
             if page.services is not None:
                 listed = set(page.services)
                 for name in sorted(stored_names - listed):
