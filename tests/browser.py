@@ -14,15 +14,20 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from tests.cluster import Cluster
+
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,6 +61,52 @@ def require() -> None:
     if REQUIRED:
         pytest.fail(f"the browser tests are required here but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@contextmanager
+def launched() -> Iterator[Browser]:
+    """Debian's Chromium, headless, offline but for 127.0.0.1 (skipped or failed as `require` says)."""
+    require()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_context(browser: Browser, watch: Watch, clusters: list[Cluster], **options: Any) -> BrowserContext:
+    """A fresh profile watched by `watch`, allowed to use the clipboard on the clusters' origins."""
+    context = browser.new_context(viewport=VIEWPORT, **options)  # type: ignore[arg-type]
+    watch.attach(context)
+    for cluster in clusters:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.http_url)
+    context.set_default_timeout(10_000)
+    return context
+
+
+def set_token(page: Page, cluster: Cluster, secret: str) -> None:
+    """Enter an ACL token on the Settings page, as an operator does (kept in that origin's localStorage)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{cluster.http_url}/ui/settings")
+    page.get_by_label("ACL token (SecretID)").fill(secret)
+    page.get_by_role("button", name="Save token").click()
+    expect(page.locator("#token-info")).to_contain_text("The token in use is valid")
+
+
+def api_client(cluster: Cluster, token: str | None = None) -> httpx.Client:
+    """The cluster's HTTP API, as a test drives it beside the browser."""
+    headers = {"X-Consul-Token": token} if token else {}
+    return httpx.Client(base_url=cluster.http_url, headers=headers, timeout=10)
+
+
+def peer_clusters(acceptor: Cluster, name: str, dialer: Cluster, back: str) -> None:
+    """Peer two clusters through the API (for the tests whose subject is not the walk itself)."""
+    with api_client(acceptor) as api:
+        token = api.post("/v1/peering/token", json={"PeerName": name}).raise_for_status().json()["PeeringToken"]
+    with api_client(dialer) as api:
+        api.post("/v1/peering/establish", json={"PeerName": back, "PeeringToken": token}).raise_for_status()
 
 
 def host_of(url: str) -> str:

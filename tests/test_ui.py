@@ -22,7 +22,18 @@ from tests.conftest import ADVERTISE
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "peering" / "ui" / "static"
-PAGES = ["/ui/", "/ui/peerings", "/ui/peerings/cluster-b", "/ui/add-peer?tab=establish", "/ui/settings", "/ui/nowhere"]
+PAGES = [
+    "/ui/",
+    "/ui/peerings",
+    "/ui/peerings/cluster-b",
+    "/ui/add-peer?tab=establish",
+    "/ui/services",
+    "/ui/services?peer=east",
+    "/ui/services/web?peer=east",
+    "/ui/exports",
+    "/ui/settings",
+    "/ui/nowhere",
+]
 pytestmark = pytest.mark.anyio
 
 SCRIPTS = {path: asset.body.decode() for path, asset in ASSETS.items() if path.endswith(".js")}
@@ -169,6 +180,16 @@ def test_the_console_calls_only_routes_the_api_has() -> None:
     assert {"/v1/peerings", "/v1/peering/{}", "/v1/peering/token", "/v1/peering/establish", "/v1/peering/check"} <= set(
         used
     )
+    # the services and exports screens (SPEC §13, §14)
+    assert {
+        "/v1/catalog/services",
+        "/v1/health/service/{}",
+        "/v1/exported-services",
+        "/v1/imported-services",
+        "/v1/config/{}/{}",
+        "/v1/config",
+    } <= set(used)
+    assert used["/v1/config"] == {"put"}
     for path, methods in used.items():
         assert path in routes, path
         assert methods <= routes[path], (path, methods)

@@ -19,27 +19,27 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.browser import (
-    CHROMIUM,
-    LAUNCH_ARGS,
-    VIEWPORT,
     Watch,
+    api_client,
     axe_script,
     axe_violations,
     front,
     host_of,
+    launched,
     mark,
-    require,
+    new_context,
+    peer_clusters,
+    set_token,
     shot,
     still_same,
 )
-from tests.cluster import Cluster, running_cluster
+from tests.cluster import running_cluster
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +50,8 @@ ACL_ON = ("--acl-enabled", "--acl-default-policy", "deny", "--acl-initial-manage
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
+    with launched() as chromium:
+        yield chromium
 
 
 @pytest.fixture(autouse=True)
@@ -64,38 +59,6 @@ def _expect_timeout() -> None:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=10_000)
-
-
-def _context(browser: Browser, watch: Watch, clusters: list[Cluster], **options: Any) -> BrowserContext:
-    context = browser.new_context(viewport=VIEWPORT, **options)  # type: ignore[arg-type]
-    watch.attach(context)
-    for cluster in clusters:
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cluster.http_url)
-    context.set_default_timeout(10_000)
-    return context
-
-
-def _set_token(page: Page, cluster: Cluster, secret: str) -> None:
-    """Enter an ACL token on the Settings page, as an operator does (kept in that origin's localStorage)."""
-    from playwright.sync_api import expect
-
-    page.goto(f"{cluster.http_url}/ui/settings")
-    page.get_by_label("ACL token (SecretID)").fill(secret)
-    page.get_by_role("button", name="Save token").click()
-    expect(page.locator("#token-info")).to_contain_text("The token in use is valid")
-
-
-def _api(cluster: Cluster, token: str | None = None) -> httpx.Client:
-    headers = {"X-Consul-Token": token} if token else {}
-    return httpx.Client(base_url=cluster.http_url, headers=headers, timeout=10)
-
-
-def _peer(acceptor: Cluster, name: str, dialer: Cluster, back: str) -> None:
-    """Peer two clusters through the API (for the tests whose subject is not the walk itself)."""
-    with _api(acceptor) as api:
-        token = api.post("/v1/peering/token", json={"PeerName": name}).raise_for_status().json()["PeeringToken"]
-    with _api(dialer) as api:
-        api.post("/v1/peering/establish", json={"PeerName": back, "PeeringToken": token}).raise_for_status()
 
 
 @pytest.mark.parametrize("acl", ["acl-off", "acl-on"])
@@ -108,13 +71,13 @@ def test_the_whole_walk_between_two_clusters(browser: Browser, tmp_path: Path, a
         a = stack.enter_context(running_cluster(tmp_path / "a", *FAST, *extra, "--datacenter", "dc1"))
         b = stack.enter_context(running_cluster(tmp_path / "b", *FAST, *extra, "--datacenter", "dc2"))
         watch = Watch({host_of(a.http_url), host_of(b.http_url)}, expected={404})
-        context = _context(browser, watch, [a, b])
+        context = new_context(browser, watch, [a, b])
         take = shot if acl == "acl-off" else _no_shot  # one set of screenshots is enough
 
         a_list, a_page, b_page = context.new_page(), context.new_page(), context.new_page()
         if extra:  # each origin keeps its own token
-            _set_token(front(a_page), a, MANAGEMENT)
-            _set_token(front(b_page), b, MANAGEMENT)
+            set_token(front(a_page), a, MANAGEMENT)
+            set_token(front(b_page), b, MANAGEMENT)
 
         front(a_list).goto(f"{a.http_url}/")  # the front page redirects to the console
         expect(a_list).to_have_url(f"{a.http_url}/ui/peerings")
@@ -224,12 +187,12 @@ def test_a_denied_action_names_the_missing_permission(browser: Browser, tmp_path
     from playwright.sync_api import expect
 
     with running_cluster(tmp_path / "a", *ACL_ON) as a:
-        with _api(a, MANAGEMENT) as api:
+        with api_client(a, MANAGEMENT) as api:
             api.put("/v1/acl/policy", json={"Name": "peering-read", "Rules": 'peering = "read"'}).raise_for_status()
             body = {"Description": "console reader", "Policies": [{"Name": "peering-read"}]}
             reader = api.put("/v1/acl/token", json=body).raise_for_status().json()["SecretID"]
         watch = Watch({host_of(a.http_url)}, expected={403})
-        context = _context(browser, watch, [a])
+        context = new_context(browser, watch, [a])
         page = context.new_page()
 
         page.goto(f"{a.http_url}/ui/peerings")  # no token: the anonymous token may not list
@@ -239,7 +202,7 @@ def test_a_denied_action_names_the_missing_permission(browser: Browser, tmp_path
         expect(page.locator("#acl-state")).to_have_text("ACLs on (default deny) · no token")
         shot(page, "acl-denied-read")
 
-        _set_token(page, a, reader)  # a read-only token: lists, but may not write
+        set_token(page, a, reader)  # a read-only token: lists, but may not write
         expect(page.locator("#token-info")).to_contain_text("peering-read")
         expect(page.locator("#token-info")).to_contain_text("console reader")
         shot(page, "settings")
@@ -253,7 +216,7 @@ def test_a_denied_action_names_the_missing_permission(browser: Browser, tmp_path
         expect(alert).to_contain_text("lacks permission 'peering:write'")  # the API's own message, too
         shot(page, "acl-denied-write")
 
-        _set_token(page, a, MANAGEMENT)  # the management token may do everything
+        set_token(page, a, MANAGEMENT)  # the management token may do everything
         page.goto(f"{a.http_url}/ui/add-peer")
         page.get_by_label("Name of peer").fill("cluster-b")
         page.get_by_role("button", name="Generate token").click()
@@ -278,12 +241,12 @@ def test_an_active_peering_that_went_quiet_is_flagged_stale(browser: Browser, tm
         a = stack.enter_context(running_cluster(tmp_path / "a", *quiet, "--datacenter", "dc1"))
         b = stack.enter_context(running_cluster(tmp_path / "b", *FAST, "--datacenter", "dc2"))
         c = stack.enter_context(running_cluster(tmp_path / "c", *FAST, "--datacenter", "dc3"))
-        _peer(a, "cluster-b", b, "cluster-a")
-        _peer(a, "cluster-c", c, "cluster-a")
-        with _api(a) as api:
+        peer_clusters(a, "cluster-b", b, "cluster-a")
+        peer_clusters(a, "cluster-c", c, "cluster-a")
+        with api_client(a) as api:
             api.post("/v1/peering/token", json={"PeerName": "east", "Meta": {"env": "staging"}}).raise_for_status()
         watch = Watch({host_of(a.http_url)})
-        context = _context(browser, watch, [a])
+        context = new_context(browser, watch, [a])
         page = context.new_page()
         page.goto(f"{a.http_url}/ui/settings")
         page.get_by_label("Stale warning after (seconds)").fill("2")
@@ -318,13 +281,13 @@ def test_live_updates_reach_the_page_within_two_seconds(browser: Browser, tmp_pa
 
     with running_cluster(tmp_path / "a") as a:
         watch = Watch({host_of(a.http_url)})
-        context = _context(browser, watch, [a])
+        context = new_context(browser, watch, [a])
         page = context.new_page()
         page.goto(f"{a.http_url}/ui/peerings")
         expect(page.get_by_role("heading", name="There are no peering connections.")).to_be_visible()
         page.evaluate(OBSERVER)
         latencies = []
-        with _api(a) as api:
+        with api_client(a) as api:
             for i in range(10):
                 before = time.time() * 1000
                 api.post("/v1/peering/token", json={"PeerName": f"live-{i}"}).raise_for_status()
@@ -373,12 +336,12 @@ def test_every_screen_passes_axe_and_works_by_keyboard(browser: Browser, tmp_pat
     with ExitStack() as stack:
         a = stack.enter_context(running_cluster(tmp_path / "a", *FAST, "--datacenter", "dc1"))
         b = stack.enter_context(running_cluster(tmp_path / "b", *FAST, "--datacenter", "dc2"))
-        _peer(a, "cluster-b", b, "cluster-a")
-        with _api(a) as api:
+        peer_clusters(a, "cluster-b", b, "cluster-a")
+        with api_client(a) as api:
             api.post("/v1/peering/token", json={"PeerName": "east"}).raise_for_status()
         # the API's answers to a refused name (400) and a missing peering (404) are provoked on purpose
         watch = Watch({host_of(a.http_url), host_of(b.http_url)}, expected={400, 404})
-        context = _context(browser, watch, [a, b], bypass_csp=True)  # axe is injected as a script
+        context = new_context(browser, watch, [a, b], bypass_csp=True)  # axe is injected as a script
         page = context.new_page()
         found: dict[str, list[dict[str, Any]]] = {}
 
@@ -477,7 +440,7 @@ def test_the_pages_own_rules_for_ages_staleness_and_denials(browser: Browser, tm
     """The modules the pages run, called in the page: ages, exact times, the stale rule (default 60 s), 403 parsing."""
     with running_cluster(tmp_path / "a") as a:
         watch = Watch({host_of(a.http_url)})
-        context = _context(browser, watch, [a])
+        context = new_context(browser, watch, [a])
         page = context.new_page()
         page.goto(f"{a.http_url}/ui/settings")
         found = page.evaluate(RULES)
@@ -498,11 +461,11 @@ def test_the_partition_setting_scopes_every_page(browser: Browser, tmp_path: Pat
     from playwright.sync_api import expect
 
     with running_cluster(tmp_path / "a") as a:
-        with _api(a) as api:
+        with api_client(a) as api:
             api.post("/v1/peering/token", json={"PeerName": "in-default"}).raise_for_status()
             api.post("/v1/peering/token?partition=team-a", json={"PeerName": "in-team-a"}).raise_for_status()
         watch = Watch({host_of(a.http_url)})
-        context = _context(browser, watch, [a])
+        context = new_context(browser, watch, [a])
         page = context.new_page()
         page.goto(f"{a.http_url}/ui/settings")
         page.get_by_label("Partition").fill("team-a")
@@ -519,7 +482,7 @@ def test_the_partition_setting_scopes_every_page(browser: Browser, tmp_path: Pat
         page.get_by_role("link", name="view also-team-a").click()
         expect(page.locator(".details")).to_contain_text("team-a")
         context.close()
-        with _api(a) as api:
+        with api_client(a) as api:
             assert [p["Name"] for p in api.get("/v1/peerings?partition=team-a").json()] == ["also-team-a", "in-team-a"]
             assert [p["Name"] for p in api.get("/v1/peerings").json()] == ["in-default"]
         watch.check()

@@ -52,15 +52,17 @@ export function serverNow() {
   return Date.now() + serverInfo.clockOffset;
 }
 
-/** An answer that is not 2xx; `permission` is the one a 403 says is missing (e.g. `peering:write`). */
+/** An answer that is not 2xx; `permission` is the one a 403 says is missing (e.g. `peering:write`, or
+ * `service:read` with `resourceName` "web"). */
 export class ApiError extends Error {
   constructor(status, message, index = 0) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.index = index;
-    const denied = /lacks permission '([A-Za-z_-]+:[A-Za-z_-]+)'/.exec(message);
+    const denied = /lacks permission '([A-Za-z_-]+:[A-Za-z_-]+)'(?: on "((?:[^"\\]|\\.)*)")?/.exec(message);
     this.permission = denied ? denied[1] : null;
+    this.resourceName = denied && denied[2] !== undefined ? denied[2] : null; // `on "web"` in a named denial
     this.unknownToken = status === 403 && /ACL not found/.test(message);
   }
 }
@@ -102,11 +104,12 @@ export async function request(method, path, { query = {}, body, signal } = {}) {
  * until the data changes. After an error it backs off (1 s doubling to 30 s, with jitter). `onData`
  * gets (data, index, fetchedAt) after every answer, also one without a change (the stream status of a
  * peering changes without its index). `notFound: true` passes a 404 as `data = null` and keeps
- * blocking on its index, so a detail page sees the peering come back.
+ * blocking on its index, so a detail page sees the peering come back. `query` is added to every read
+ * (e.g. `{peer: "east"}`).
  */
 export class LivePoll {
-  constructor(path, { onData, onError, notFound = false }) {
-    Object.assign(this, { path, onData, onError, notFound });
+  constructor(path, { onData, onError, notFound = false, query = {} }) {
+    Object.assign(this, { path, onData, onError, notFound, query });
     this.index = 0;
     this.running = false;
     this.wait = BLOCKING_WAIT;
@@ -159,7 +162,7 @@ export class LivePoll {
       let index;
       try {
         ({ data, index } = await request("GET", this.path, {
-          query: blocking ? { index: this.index, wait: this.wait } : {}, signal: this.controller.signal,
+          query: blocking ? { ...this.query, index: this.index, wait: this.wait } : this.query, signal: this.controller.signal,
         }));
       } catch (err) {
         if (!this.running) return;
@@ -185,4 +188,23 @@ export class LivePoll {
       if (unchanged || this.index === 0) await this.sleep(1000);
     }
   }
+}
+
+/**
+ * `work(item)` for every item, at most `limit` at a time (the long-poll holds one of the browser's six
+ * connections to this host; the rest stay free for the page's other calls). Resolves to the results in
+ * order, each `{value}` or `{error}`.
+ */
+export async function eachLimited(items, limit, work) {
+  const results = new Array(items.length);
+  let next = 0;
+  async function worker() {
+    while (next < items.length) {
+      const i = next;
+      next += 1;
+      try { results[i] = { value: await work(items[i]) }; } catch (error) { results[i] = { error }; }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }

@@ -5,14 +5,18 @@ import { events, prefs, serverInfo } from "./api.js";
 import { h } from "./dom.js";
 import { addView } from "./views/add.js";
 import { refreshAges } from "./views/common.js";
+import { exportsView } from "./views/exports.js";
 import { peeringView } from "./views/peering.js";
 import { peeringsView } from "./views/peerings.js";
+import { serviceView } from "./views/service.js";
+import { servicesView } from "./views/services.js";
 import { settingsView } from "./views/settings.js";
 
-// The main navigation. The services (SPEC §13) and exports (SPEC §14) screens join this list, and
-// ROUTES below, once the service has a catalog and exported-services config entries.
+// The main navigation: peerings (SPEC §16), the catalog's services (§13), exports (§14), settings.
 const NAV = [
   { id: "peers", label: "Peers", href: "/ui/peerings" },
+  { id: "services", label: "Services", href: "/ui/services" },
+  { id: "exports", label: "Exports", href: "/ui/exports" },
   { id: "settings", label: "Settings", href: "/ui/settings" },
 ];
 
@@ -21,6 +25,9 @@ const ROUTES = [
   { pattern: /^\/ui\/peerings\/?$/, nav: "peers", title: () => "Peers", view: peeringsView },
   { pattern: /^\/ui\/peerings\/([^/]+)\/?$/, nav: "peers", title: (m) => decodeURIComponent(m[1]), view: peeringView },
   { pattern: /^\/ui\/add-peer\/?$/, nav: "peers", title: () => "Add peer connection", view: addView },
+  { pattern: /^\/ui\/services\/?$/, nav: "services", title: () => "Services", view: servicesView },
+  { pattern: /^\/ui\/services\/([^/]+)\/?$/, nav: "services", title: (m) => decodeURIComponent(m[1]), view: serviceView },
+  { pattern: /^\/ui\/exports\/?$/, nav: "exports", title: () => "Exports", view: exportsView },
   { pattern: /^\/ui\/settings\/?$/, nav: "settings", title: () => "Settings", view: settingsView },
 ];
 

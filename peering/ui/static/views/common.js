@@ -98,10 +98,13 @@ export function errorBox(err, doing) {
   const parts = [];
   if (err.permission) {
     const [resource, level] = err.permission.split(":");
+    // a named resource (service "web", node "n1") gets a rule for that name, as Consul's policies write it
+    const rule = err.resourceName === null ? `${resource} = "${level}"` : `${resource} "${err.resourceName}" { policy = "${level}" }`;
     parts.push(
-      h("p", { class: "alert-title" }, `Permission denied: ${doing} needs `, h("code", {}, err.permission), "."),
+      h("p", { class: "alert-title" }, `Permission denied: ${doing} needs `, h("code", {}, err.permission),
+        err.resourceName === null ? "" : [" on ", h("code", {}, err.resourceName)], "."),
       h("p", {}, prefs.token ? "The ACL token in use lacks it." : "No ACL token is set, and the anonymous token lacks it.",
-        " Use a token whose policy grants it (for example ", h("code", {}, `${resource} = "${level}"`), ") on the ",
+        " Use a token whose policy grants it (for example ", h("code", {}, rule), ") on the ",
         h("a", { href: "/ui/settings" }, "Settings page"), "."),
       h("p", { class: "muted" }, err.message),
     );

@@ -1,6 +1,7 @@
 // One peering: every field of the API's peering object, its stream status, imported and exported
-// services, and (on the dialer) the peer's addresses and CA with copy buttons. Kept live by one
-// blocking query; a 404 keeps blocking, so the page shows the peering being removed (or coming back).
+// services (each linking to its page), and (on the dialer) the peer's addresses and CA with copy
+// buttons. Kept live by one blocking query; a 404 keeps blocking, so the page shows the peering being
+// removed (or coming back).
 
 import { LivePoll } from "../api.js";
 import { copyButton, exactTime, h, replaceContent, tabSet } from "../dom.js";
@@ -8,6 +9,7 @@ import {
   badge, deleteDialog, errorBox, pausedText, isDialer, peeringPath, regenerateDialog, retryingOnError, staleWarning, staleness,
   stateHelp, timeAgo,
 } from "./common.js";
+import { servicePath } from "./health.js";
 
 export function peeringView(main, match, url) {
   const name = decodeURIComponent(match[1]);
@@ -107,8 +109,11 @@ export function peeringView(main, match, url) {
   function tabs(p) {
     const s = p.StreamStatus || {};
     const list = [
-      { id: "imported", label: `Imported services (${p.ImportedServiceCount ?? 0})`, render: () => names(s.ImportedServices, "No services are imported from this peer.") },
-      { id: "exported", label: `Exported services (${p.ExportedServiceCount ?? 0})`, render: () => names(s.ExportedServices, "No services are exported to this peer.") },
+      { id: "imported", label: `Imported services (${p.ImportedServiceCount ?? 0})`, render: () => names(s.ImportedServices, p.Name, "No services are imported from this peer.") },
+      { id: "exported", label: `Exported services (${p.ExportedServiceCount ?? 0})`, render: () => [
+        names(s.ExportedServices, "", "No services are exported to this peer."),
+        h("p", { class: "small" }, h("a", { href: "/ui/exports" }, "Manage exports"), " (the exported-services entry)."),
+      ] },
     ];
     if (isDialer(p)) {
       list.push({ id: "addresses", label: "Addresses", render: () => addresses(p) });
@@ -122,10 +127,12 @@ export function peeringView(main, match, url) {
     });
   }
 
-  function names(values, empty) {
+  /** Service names linking to their page (the imported copy, `?peer=`, for imports). */
+  function names(values, peer, empty) {
     const found = Array.isArray(values) ? values : [];
     if (!found.length) return h("p", { class: "muted" }, empty);
-    return h("ul", { class: "services" }, found.map((n) => h("li", {}, n)));
+    return h("ul", { class: "services", "data-services": peer ? "imported" : "exported" },
+      found.map((n) => h("li", {}, h("a", { href: servicePath(n, peer) }, n))));
   }
 
   function addresses(p) {
