@@ -355,3 +355,41 @@ async def test_a_node_check_counts_for_every_instance_on_the_node_also_when_read
             if mark.name:
                 entries, _ = await a.runtime.cluster.store.catalog.service_health("default", "", mark.name)
                 assert payload(mark.name, entries, "dc1").hash == mark.hash
+
+
+async def test_imports_read_through_the_api_with_peer_and_passing(tmp_path: Path) -> None:
+    """B's `/v1/health/service/web?peer=` shows A's instances in Consul's shape, PeerName on node, service and
+    check; `?passing` drops the critical one; without `?peer=` B's own (empty) catalog answers."""
+    async with peered(tmp_path) as (a, b):
+        await register(a, "node-1", "web-1", "web")
+        await register(a, "node-2", "web-2", "web", Health.CRITICAL)
+        await export(a, ("web", [A_NAME]))
+        await until(b, lambda: imported(b, B_NAME, "web"), lambda found: len(found) == 2)
+        entries = (await b.api.get(f"/v1/health/service/web?peer={B_NAME}")).json()
+        assert [(e["Node"]["PeerName"], e["Service"]["PeerName"], e["Node"]["Datacenter"]) for e in entries] == [
+            (B_NAME, B_NAME, "dc1")
+        ] * 2
+        assert [[(c["CheckID"], c["Status"], c["PeerName"]) for c in e["Checks"]] for e in entries] == [
+            [("web-1:overall-check", "passing", B_NAME)],
+            [("web-2:overall-check", "critical", B_NAME)],
+        ]
+        passing = (await b.api.get(f"/v1/health/service/web?peer={B_NAME}&passing")).json()
+        assert [e["Service"]["ID"] for e in passing] == ["web-1"]
+        assert (await b.api.get("/v1/health/service/web")).json() == []
+        assert (await b.api.get(f"/v1/health/service/db?peer={B_NAME}")).json() == []
+
+
+async def test_a_failing_peering_keeps_its_imports(tmp_path: Path) -> None:
+    """A goes away: B's link turns FAILING and B keeps what it imported (stale, LastReceive shows its age);
+    once A is back, a change on A reaches B again."""
+    async with peered(tmp_path) as (a, b):
+        await _exported_web_on_two_nodes(a, b)
+        await a.stop()
+        failing = (await b.wait_for(B_NAME, state_is("FAILING"))).json()
+        assert failing["StreamStatus"]["LastReceive"] is not None
+        assert len(await imported(b, B_NAME, "web")) == 2
+        assert failing["StreamStatus"]["ImportedServices"] == ["api", "web"]
+        await a.start()
+        await b.wait_for(B_NAME, state_is("ACTIVE"))
+        await deregister(a, "node-2", "web-2")
+        await until(b, lambda: imported(b, B_NAME, "web"), lambda f: len(f) == 1)
