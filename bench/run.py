@@ -103,7 +103,9 @@ def git_describe() -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return done.stdout.strip()
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:  # not a checkout: a tree exported with `git archive`, named by BENCH_COMMIT
+        return f"commit {os.environ.get('BENCH_COMMIT', 'unknown')} (an exported tree, not a checkout)"
     dirty = git("status", "--porcelain", "--", "peering")
     return f"commit {commit}" + (" with uncommitted changes in peering/" if dirty else "")
 
