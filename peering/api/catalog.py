@@ -106,6 +106,7 @@ async def service(
         tags=tags_of(request),
         min_index=options.index,
         wait=options.wait,
+        consistent=options.consistent,
         access=access,
     )
     result = await blocking(request, options, call)

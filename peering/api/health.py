@@ -50,6 +50,7 @@ async def service(
         passing_only=only_passing,
         min_index=options.index,
         wait=options.wait,
+        consistent=options.consistent,
         access=access,
     )
     result = await blocking(request, options, call)

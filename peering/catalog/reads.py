@@ -20,6 +20,7 @@ from peering.errors import InvalidRequestError
 from peering.rules import check_peer_name, normalize_partition
 
 MAX_WAIT = 600.0  # seconds: the longest blocking query (SPEC §3)
+HEALTH_CACHE_SIZE = 4096  # service names whose health is kept in memory
 NO_PEER = "-"  # the scope a peer name that cannot exist reads: never a peering's name, so always empty
 
 T = TypeVar("T")
@@ -62,6 +63,27 @@ class CatalogReader:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self._catalog = cluster.store.catalog
+        # service health by scope and name, with the notifier's index when it was read: valid while no unit
+        # of work has committed since (every write notifies), so an unchanged catalog costs no database read
+        self._health: dict[tuple[str, str, str], tuple[int, list[ServiceHealth], int]] = {}
+
+    async def _service_health(
+        self, part: str, peer_name: str, name: str, fresh: bool
+    ) -> tuple[list[ServiceHealth], int]:
+        """The store's `service_health`, from memory while nothing was written since (`fresh`: always read).
+
+        The same list object comes back while the data is unchanged (renderers may cache by identity)."""
+        key, seen = (part, peer_name, name), self._cluster.notifier.index  # taken before the read
+        hit = self._health.get(key)
+        if hit is not None and hit[0] == seen and not fresh:
+            return hit[1], hit[2]
+        entries, index = await self._catalog.service_health(part, peer_name, name)
+        if hit is not None and hit[1:] == (entries, index):
+            entries = hit[1]  # unchanged: keep the object renderers know
+        if len(self._health) >= HEALTH_CACHE_SIZE:
+            self._health.clear()
+        self._health[key] = (seen, entries, index)
+        return entries, index
 
     async def _blocking(
         self, snapshot: Callable[[], Awaitable[tuple[T, int]]], min_index: int, wait: float
@@ -132,15 +154,17 @@ class CatalogReader:
         passing_only: bool = False,
         min_index: int = 0,
         wait: float = 0.0,
+        consistent: bool = False,
         access: Access = ALLOW_ALL,
     ) -> Result[list[ServiceHealth]]:
-        """`GET /v1/health/service/{name}` (and, without the checks, `/v1/catalog/service/{name}`)."""
+        """`GET /v1/health/service/{name}` (and, without the checks, `/v1/catalog/service/{name}`);
+        `consistent` reads the database even when nothing was notified since the last read."""
         if not name:
             raise InvalidRequestError("Missing service name")
         part, peer_name = scope(partition, peer)
         imported = await self._admit(access, peer_name)
         entries, index = await self._blocking(
-            lambda: self._catalog.service_health(part, peer_name, name), min_index, wait
+            lambda: self._service_health(part, peer_name, name, consistent), min_index, wait
         )
         if tags:
             entries = [entry for entry in entries if has_tags(entry.service, tags)]
