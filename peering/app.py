@@ -201,7 +201,7 @@ def create_peer_app(runtime: Runtime) -> FastAPI:
     )
     errors.install(app)
     app.include_router(peer.router)
-    app.add_middleware(RequestLog, level=logging.DEBUG)  # heartbeats arrive every few seconds
+    app.add_middleware(RequestLog, level=logging.DEBUG, error_level=logging.DEBUG)  # heartbeats: every few seconds
     app.state.service = runtime.service
     app.state.endpoint = runtime.endpoint
     app.state.replication = runtime.replication

@@ -99,7 +99,7 @@ def test_finding_4_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_pat
     past its `AllowedCIDRs`, nor lock a caller out, and the log names the connection's address; with
     `--trusted-proxies 127.0.0.1/32`, the proxy's header is believed (and logged), another source's is not."""
     forwarded = {"X-Forwarded-For": "10.1.2.3", "Forwarded": "for=10.1.2.3"}
-    with running_cluster(tmp_path / "plain", *ACLS_ON) as plain:
+    with running_cluster(tmp_path / "plain", *ACLS_ON, "--log-level", "debug") as plain:  # 200s log at debug
         outside, inside = _acl_token(plain, ["10.0.0.0/8"]), _acl_token(plain, ["127.0.0.1/32"])
         spoofed = request(
             _client(plain), "GET", "/v1/peerings?m=spoofed", headers={**forwarded, "X-Consul-Token": outside}
@@ -112,7 +112,9 @@ def test_finding_4_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_pat
         logged = _logged_clients(plain, "/v1/peerings", 2)
         assert logged == [LEGIT, LEGIT], logged
         _clean(plain)
-    with running_cluster(tmp_path / "proxied", *ACLS_ON, "--trusted-proxies", "127.0.0.1/32") as proxied:
+    with running_cluster(
+        tmp_path / "proxied", *ACLS_ON, "--trusted-proxies", "127.0.0.1/32", "--log-level", "debug"
+    ) as proxied:
         outside = _acl_token(proxied, ["10.0.0.0/8"])
         headers = {"X-Forwarded-For": "10.1.2.3", "X-Consul-Token": outside}
         via_proxy = request(_client(proxied), "GET", "/v1/peerings", headers=headers)

@@ -123,7 +123,9 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path: Path) -> Non
     assert set(_logged_clients(plain)) == {"127.0.0.1"}
 
     with (
-        running_cluster(tmp_path / "proxied", *ACLS, "--trusted-proxies", "127.0.0.1/32") as proxied,
+        running_cluster(
+            tmp_path / "proxied", *ACLS, "--trusted-proxies", "127.0.0.1/32", "--log-level", "debug"
+        ) as proxied,
         httpx.Client(base_url=proxied.http_url) as http,
     ):
         outside, inside = _token_for(http, ["10.0.0.0/8"]), _token_for(http, ["127.0.0.1/32"])

@@ -1,7 +1,13 @@
-"""A pure ASGI middleware: one log line and one metrics sample per request, without secrets.
+"""A pure ASGI middleware: one metrics sample and one log line per request, without secrets.
 
 The path is logged without its query string (`?token=` carries ACL secrets) and metrics are labelled
 with the matched route's template, so neither holds client input.
+
+As in Consul (which logs "Request finished" at debug), an answered request is logged at DEBUG: a line
+costs about as much as serving a fast read (`bench/log_cost.py`), so logging every request at INFO would
+halve the hot path. Answers of 400 and above (client errors, refusals, server errors, a client that left a
+blocking query) are logged at INFO, so the log still says what went wrong; every request is counted in
+the metrics whatever the level.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"
 
 
 class RequestLog:
-    """Log the method, path, status and duration at `level`; count the request in `metrics` if given."""
+    """Count the request in `metrics` if given; log the method, path, status and duration at `level`, or at
+    `error_level` for a status of 400 or more."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None, level: int = logging.INFO) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        level: int = logging.DEBUG,
+        error_level: int = logging.INFO,
+    ) -> None:
         self._app = app
         self._metrics = metrics
         self._level = level
+        self._error_level = error_level
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,14 +57,15 @@ class RequestLog:
             await self._app(scope, receive, send_and_note)
         finally:
             seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "other")  # mounted assets and unknown paths
             if self._metrics is not None:
+                route = getattr(scope.get("route"), "path", "other")  # mounted assets and unknown paths
                 method = scope["method"] if scope["method"] in _METHODS else "other"  # labels stay bounded
                 self._metrics.request(method, route, status, seconds)
-            if log.isEnabledFor(self._level):
+            level = self._error_level if status >= 400 else self._level
+            if log.isEnabledFor(level):
                 client = scope.get("client")
                 log.log(
-                    self._level,
+                    level,
                     "request",
                     extra={
                         "method": scope["method"],
