@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     peering_max_conns: int = Field(default=512, ge=1)  # an idle TLS connection holds ~50 KB
     peering_max_conns_per_client: int = Field(default=128, ge=1)
     peering_handshake_timeout: float = Field(default=5.0, gt=0)
+    fair_share_load: float = Field(default=0.5, ge=0, le=1)  # the loop's load above which the heaviest sources wait
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -134,6 +134,7 @@ def test_serve_options_win_over_env(started: list[Settings], monkeypatch: pytest
         "ui": True,
         "database_url": None,
         "lease_ttl": 10.0,
+        "fair_share_load": 0.5,
     }
     assert settings.acl_initial_management_token == SecretStr("root-secret")
 

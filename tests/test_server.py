@@ -189,6 +189,7 @@ def test_the_open_file_limit_is_raised_and_the_connection_limits_fit_in_it(tmp_p
     assert (raised["from"], raised["to"]) == (1024, hard)
     limits = next(entry for entry in entries if entry["message"] == "connection limits")
     assert limits["open_files"] == hard
+    assert limits["fair_share_load"] == 0.5  # PEERING_FAIR_SHARE_LOAD (SECURITY.md)
 
     entries = _start_lines(tmp_path / "low", 2048, 2048)
     warning = next(entry for entry in entries if entry["level"] == "warning")

@@ -20,6 +20,7 @@ import uvicorn
 
 from peering.app import Runtime, create_app, create_peer_app, open_runtime
 from peering.server.admission import Gate
+from peering.server.fairness import Fairness
 from peering.server.lock import StartupError, locked_data_dir
 from peering.server.protocol import DEFAULT_KIND, MAX_HEAD_BYTES, REQUEST_TIMEOUT, HttpProtocol, Kind, protocol_class
 from peering.server.tls import tls_class
@@ -153,6 +154,7 @@ def _gates(settings: Settings) -> tuple[Gate, Gate]:
             "peering_max_conns": gates[1].capacity,
             "peering_max_conns_per_client": gates[1].per_source,
             "open_files": open_files,
+            "fair_share_load": settings.fair_share_load,
         },
     )
     return gates
@@ -183,9 +185,11 @@ async def listening(
             raise
         try:
             gates = _gates(settings)
-            protocols = (protocol_class(gates[0], request_timeout, http_protocol),
-                         protocol_class(gates[1], request_timeout, http_protocol))  # fmt: skip
-            async with _serving(settings, http_sock, peer_sock, gates, protocols, runtime_options) as served:
+            # the loop is shared by both ports: so is each source's share of it (trusted proxies exempt)
+            fairness = Fairness(settings.fair_share_load, exempt=settings.trusted_proxies)
+            protocols = (protocol_class(gates[0], fairness, request_timeout, http_protocol),
+                         protocol_class(gates[1], fairness, request_timeout, http_protocol))  # fmt: skip
+            async with _serving(settings, http_sock, peer_sock, gates, protocols, fairness, runtime_options) as served:
                 yield served
         finally:
             http_sock.close()
@@ -199,6 +203,7 @@ async def _serving(
     peer_sock: socket.socket,
     gates: tuple[Gate, Gate],
     protocols: tuple[type[HttpProtocol], type[HttpProtocol]],
+    fairness: Fairness,
     runtime_options: dict[str, Any],
 ) -> AsyncIterator[tuple[Runtime, Bound]]:
     bound = Bound(_format(http_sock), _format(peer_sock))
@@ -219,7 +224,7 @@ async def _serving(
         http_protocol, peer_http = protocols
         context = runtime.identity.server_ssl_context()
         context.num_tickets = 0  # peers never resume a TLS session; tickets only cost each handshake
-        tls = tls_class(peer_gate, context, settings.peering_handshake_timeout, peer_http)
+        tls = tls_class(peer_gate, fairness, context, settings.peering_handshake_timeout, peer_http)
         http = _Server(uvicorn.Config(create_app(runtime), http=http_protocol, **common))
         peer = _Server(uvicorn.Config(create_peer_app(runtime), http=tls, **common))
         tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import h11
@@ -20,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsC
 
 from peering.api.body import MAX_BODY_BYTES
 from peering.server.admission import Gate, Refused, Slot
+from peering.server.fairness import Account, Fairness
 
 log = logging.getLogger("peering.server")
 
@@ -33,10 +35,10 @@ Kind = Literal["httptools", "h11"]
 DEFAULT_KIND: Kind = "httptools"
 
 
-def refusal(status: str, text: str) -> bytes:
-    """A whole HTTP/1.1 answer with a plain-text body that closes the connection."""
+def refusal(status: str, text: str, extra: str = "") -> bytes:
+    """A whole HTTP/1.1 answer with a plain-text body that closes the connection (`extra`: header lines)."""
     return (
-        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n{extra}"
         f"content-length: {len(text)}\r\n\r\n{text}"
     ).encode()
 
@@ -45,6 +47,8 @@ _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers (h11 als
 _TIMED_OUT = refusal("408 Request Timeout", "request timeout")
 _HEAD_TOO_LARGE = refusal("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
 TOO_MANY = {why: refusal("429 Too Many Requests", why.value) for why in Refused}
+BUSY_TEXT = "Your IP is using more than its share of the server while it is busy, please rate limit your calls"
+_HELD_TOO_LONG = refusal("429 Too Many Requests", BUSY_TEXT, "retry-after: 1\r\n")
 _TOO_LARGE_TEXT = f"Request body too large: the limit is {MAX_BODY_BYTES} bytes".encode()  # as the routes say
 _TOO_LARGE_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -68,20 +72,30 @@ class HttpProtocol(asyncio.Protocol):
     uvicorn answers `Expect: 100-continue` as soon as the app reads the body, before the app could see that
     the announced length is over the limit; such a request gets its 413 here, without a 100 first.
 
-    Subclasses (one per listener, made by `protocol_class`) set the gate and the request deadline.
+    Every callback that reads, and every step of the app for a request, is charged to the connection's
+    source in `fairness`; while the source must wait (`Fairness.over`), what it sends is not read on
+    (`_hold`): the bytes of the read in hand are kept, reading pauses, and `_resume` goes on when the
+    source may. A request held until its deadline gets a 429 with `Retry-After` instead of the 408.
+
+    Subclasses (one per listener, made by `protocol_class`) set the gate, the fairness and the deadline.
     """
 
     gate: ClassVar[Gate]
+    fairness: ClassVar[Fairness]
     request_timeout: ClassVar[float] = REQUEST_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
     slot: Slot | None = None  # set before `connection_made` when the TLS handshake admitted the connection
     lingering: ClassVar[list[int]] = [0]  # refused connections being read out now (one counter per listener)
     _discarding = False
+    account: Account | None = None  # the source's, from `connection_made` on
+    _held: list[bytes] | None = None  # the bytes read while the source had to wait
     # what uvicorn's protocols have
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     client: tuple[str, int] | None
     app: Any
+    flow: Any
+    _unset_keepalive_if_required: Callable[[], None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,6 +110,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._turn_away(TOO_MANY[admitted])
                 return
             self.slot = admitted
+        if self.account is None:  # on the peering port, the TLS handshake opened it
+            self.account = self.fairness.opened(self.client[0] if self.client else "")
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,7 +120,49 @@ class HttpProtocol(asyncio.Protocol):
         self._disarm()
         if self.slot is not None:
             self.slot.release()
+        if self.account is not None:
+            self.fairness.closed(self.account, self)
+            self.account = None
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Read `data` now, charged to the source, or keep it while the source has to wait."""
+        if self._discarding:
+            return
+        account = self.account
+        if self._held is not None:  # still waiting (uvicorn's own flow control resumed reading meanwhile)
+            self._held.append(data)
+            self.transport.pause_reading()
+        elif account is not None and self.fairness.over(account):
+            self._hold(account, data)
+        else:
+            started = self.fairness.begin()
+            try:
+                self._read(data)
+            finally:
+                self.fairness.end(account, started)
+
+    def _read(self, data: bytes) -> None:
+        """What the HTTP protocol does with bytes read."""
+        raise NotImplementedError
+
+    def _hold(self, account: Account, data: bytes) -> None:
+        self._held = [data]
+        self.transport.pause_reading()
+        self._unset_keepalive_if_required()  # a held request is not an idle connection
+        self.fairness.hold(account, self, self._resume)
+
+    def _resume(self) -> None:
+        held, self._held = self._held, None
+        if held is None or self.transport.is_closing():
+            return
+        started = self.fairness.begin()
+        try:
+            self._read(b"".join(held))
+        finally:
+            self.fairness.end(self.account, started)
+        if not self.flow.read_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _answering(self) -> bool:
         """Whether the request whose deadline passed is partly in and already being answered."""
@@ -129,7 +187,7 @@ class HttpProtocol(asyncio.Protocol):
             await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
             await send({"type": "http.response.body", "body": _TOO_LARGE_TEXT})
             return
-        await self._served(scope, receive, send)
+        await self.fairness.charged(self.account, self._served(scope, receive, send))
 
     def _arm(self) -> None:
         self._disarm()
@@ -144,6 +202,10 @@ class HttpProtocol(asyncio.Protocol):
     def _expired(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
+            return
+        if self._held is not None:
+            log.debug("refusing a request held for its source's share past %.1f s", self.request_timeout)
+            self._refuse(_HELD_TOO_LONG)
             return
         log.debug("closing a connection whose request did not arrive within %.1f s", self.request_timeout)
         self._refuse(b"" if self._answering() else _TIMED_OUT)
@@ -193,14 +255,12 @@ class H11Http(HttpProtocol, H11Protocol):
         self._arm()
         super().on_response_complete()  # may start a pipelined request: busy again
 
-    def data_received(self, data: bytes) -> None:
-        if self._discarding:
-            return
+    def _read(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
             trailing = self.conn.trailing_data[0]
             if self._head_over(0, trailing + data):
                 return
-        super().data_received(data)
+        H11Protocol.data_received(self, data)
 
     def _answering(self) -> bool:
         return self.conn.their_state is not h11.IDLE and bool(self.cycle.response_started)
@@ -220,13 +280,13 @@ class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
     _receiving = False
     _head_refused = False
 
-    def data_received(self, data: bytes) -> None:
-        if self._discarding or self.transport.is_closing():
+    def _read(self, data: bytes) -> None:
+        if self.transport.is_closing():
             return
         heads, head = self._heads, self._head
         if head is not None and self._head_over(head, data):
             return
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)
         if head is not None and self._heads == heads and self._head is not None:
             self._head += len(data)  # the head goes on in the next read (or the read held no end llhttp took)
 
@@ -291,7 +351,10 @@ def _announced(headers: list[tuple[bytes, bytes]]) -> int:
     return 0
 
 
-def protocol_class(gate: Gate, request_timeout: float, kind: Kind = DEFAULT_KIND) -> type[HttpProtocol]:
-    """The HTTP protocol class for one listener: its gate and request deadline, on httptools or h11."""
-    attributes = {"gate": gate, "request_timeout": request_timeout, "lingering": [0]}
+def protocol_class(
+    gate: Gate, fairness: Fairness, request_timeout: float, kind: Kind = DEFAULT_KIND
+) -> type[HttpProtocol]:
+    """The HTTP protocol class for one listener: its gate, the process's fairness and the request deadline,
+    on httptools or h11."""
+    attributes = {"gate": gate, "fairness": fairness, "request_timeout": request_timeout, "lingering": [0]}
     return type("PeeringHttpProtocol", (PROTOCOLS[kind],), attributes)

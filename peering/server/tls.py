@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from peering.server.admission import Gate, Refused, Slot
+from peering.server.fairness import Account, Fairness
 from peering.server.protocol import CLOSE_GRACE, HttpProtocol
 
 log = logging.getLogger("peering.server")
@@ -31,9 +32,19 @@ HANDSHAKES_PER_TURN = 4  # TLS handshakes begun per turn of the event loop (~1 m
 
 
 class _LeanTls(sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a read buffer of one TLS record instead of 256 KiB."""
+    """asyncio's TLS protocol with a read buffer of one TLS record instead of 256 KiB, whose reads (the
+    handshake, decryption, and the HTTP protocol's work on what they give) are charged to the source."""
 
     max_size = 16 * 1024
+    fairness: Fairness
+    account: Account
+
+    def buffer_updated(self, nbytes: int) -> None:
+        started = self.fairness.begin()
+        try:
+            super().buffer_updated(nbytes)
+        finally:
+            self.fairness.end(self.account, started)
 
 
 class HandshakeTurns:
@@ -95,11 +106,13 @@ class TlsHandshake(asyncio.Protocol):
     It admits the connection, and when the client's first bytes (its hello) arrive, puts asyncio's TLS
     protocol, and through it the HTTP protocol, in its place. Until then the connection holds no TLS
     state at all: a connection that sends nothing costs almost nothing, and is closed when the handshake
-    deadline passes. A subclass per listener (`tls_class`) sets the gate, the server's TLS context, the
-    deadline and the HTTP protocol class.
+    deadline passes. A source that must wait for its share of the loop (`Fairness.over`) has its hello
+    kept until it may go on. A subclass per listener (`tls_class`) sets the gate, the fairness, the
+    server's TLS context, the deadline and the HTTP protocol class.
     """
 
     gate: ClassVar[Gate]
+    fairness: ClassVar[Fairness]
     context: ClassVar[ssl.SSLContext]
     handshake_timeout: ClassVar[float] = HANDSHAKE_TIMEOUT
     http_class: ClassVar[type[HttpProtocol]]
@@ -110,6 +123,7 @@ class TlsHandshake(asyncio.Protocol):
         self._connections: set[Any] = http_arguments["server_state"].connections
         self._transport: asyncio.Transport | None = None
         self._slot: Slot | None = None
+        self._account: Account | None = None
         self._handshaking: _Handshaking | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._accepted = 0.0
@@ -117,42 +131,61 @@ class TlsHandshake(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
-        admitted = self.gate.admit(str(peer[0]) if peer else "", transport.abort)
+        address = str(peer[0]) if peer else ""
+        admitted = self.gate.admit(address, transport.abort)
         if isinstance(admitted, Refused):
             transport.abort()  # no TLS yet, so no HTTP answer could be read: a refusal here is a reset
             return
         loop = asyncio.get_running_loop()
         self._transport, self._slot, self._accepted = transport, admitted, loop.time()
+        self._account = self.fairness.opened(address)
         self._handshaking = _Handshaking(transport)
         self._connections.add(self._handshaking)
         self._deadline = loop.call_later(self.handshake_timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         """The client's hello: its handshake begins in this turn of the event loop or, when enough have
-        begun in this one, in a later turn."""
-        if self._transport is None or self._transport.is_closing():
+        begun in this one, in a later turn (and once its source may go on)."""
+        if self._transport is None or self._account is None or self._transport.is_closing():
             return
         if self._hello:  # already waiting for its turn (a read was under way when reading was paused)
             self._hello.append(data)
             return
         self._hello.append(data)
         self._transport.pause_reading()
+        if self.fairness.over(self._account):
+            self.fairness.hold(self._account, self, self._take_turn)
+        else:
+            self._take_turn()
+
+    def _take_turn(self) -> None:
         self.turns.begin(self._begin)
 
     def _begin(self) -> bool:
         """Put asyncio's TLS protocol in this one's place and hand it the hello; False if the connection
         went away meanwhile. From here on the TLS protocol reads the connection."""
-        transport, slot, handshaking = self._transport, self._slot, self._handshaking
-        if transport is None or slot is None or handshaking is None or transport.is_closing():
+        transport, slot, handshaking, account = self._transport, self._slot, self._handshaking, self._account
+        if transport is None or slot is None or handshaking is None or account is None or transport.is_closing():
             return False
+        started = self.fairness.begin()
+        try:
+            self._hand_over(transport, slot, handshaking, account)
+        finally:
+            self.fairness.end(account, started)
+        return True
+
+    def _hand_over(self, transport: asyncio.Transport, slot: Slot, handshaking: _Handshaking, account: Account) -> None:
         self._cancel_deadline()
-        self._transport = self._slot = self._handshaking = None  # the TLS protocol has them now
+        self._transport = self._slot = self._handshaking = self._account = None  # the TLS protocol has them now
         loop = asyncio.get_running_loop()
         http = self.http_class(**self._arguments)
-        http.slot = slot  # from the end of the handshake on, the HTTP protocol releases it
+        http.slot = slot  # from the end of the handshake on, the HTTP protocol releases them
+        http.account = account
         done: asyncio.Future[None] = loop.create_future()
-        connections = self._connections
-        done.add_done_callback(lambda result: _handshake_over(result, http, slot, handshaking, connections))
+        connections, fairness = self._connections, self.fairness
+        done.add_done_callback(
+            lambda result: _handshake_over(result, http, slot, handshaking, connections, (fairness, account))
+        )
         tls = _LeanTls(
             loop,
             http,
@@ -163,6 +196,7 @@ class TlsHandshake(asyncio.Protocol):
             ssl_handshake_timeout=max(self.handshake_timeout - (loop.time() - self._accepted), 0.001),  # type: ignore[arg-type]
             ssl_shutdown_timeout=CLOSE_GRACE,
         )
+        tls.fairness, tls.account = self.fairness, account
         transport.set_protocol(tls)
         tls.connection_made(transport)
         view = memoryview(b"".join(self._hello))
@@ -174,7 +208,6 @@ class TlsHandshake(asyncio.Protocol):
             tls.buffer_updated(size)
             view = view[size:]
         transport.resume_reading()
-        return True
 
     def eof_received(self) -> bool | None:
         return None  # closes the connection: it left before its hello
@@ -186,7 +219,9 @@ class TlsHandshake(asyncio.Protocol):
             self._connections.discard(self._handshaking)
         if self._slot is not None:
             self._slot.release()
-        self._transport = self._slot = self._handshaking = None
+        if self._account is not None:
+            self.fairness.closed(self._account, self)
+        self._transport = self._slot = self._handshaking = self._account = None
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -195,7 +230,12 @@ class TlsHandshake(asyncio.Protocol):
 
 
 def _handshake_over(
-    result: asyncio.Future[None], http: HttpProtocol, slot: Slot, handshaking: _Handshaking, connections: set[Any]
+    result: asyncio.Future[None],
+    http: HttpProtocol,
+    slot: Slot,
+    handshaking: _Handshaking,
+    connections: set[Any],
+    source: tuple[Fairness, Account],
 ) -> None:
     connections.discard(handshaking)
     failure = None if result.cancelled() else result.exception()
@@ -203,12 +243,17 @@ def _handshake_over(
     if transport is None:  # timeout, reset, not TLS at all, evicted: the HTTP protocol is never told
         log.debug("TLS handshake failed: %s", failure or "connection lost")
         slot.release()
+        fairness, account = source
+        fairness.closed(account, None)
 
 
-def tls_class(gate: Gate, context: ssl.SSLContext, handshake_timeout: float, http: type[HttpProtocol]) -> type[Any]:
+def tls_class(
+    gate: Gate, fairness: Fairness, context: ssl.SSLContext, handshake_timeout: float, http: type[HttpProtocol]
+) -> type[Any]:
     """The protocol class that uvicorn builds for each connection to the peering listener."""
     attributes = {
         "gate": gate,
+        "fairness": fairness,
         "context": context,
         "handshake_timeout": handshake_timeout,
         "http_class": http,
