@@ -63,11 +63,12 @@ export class ApiError extends Error {
     const denied = /lacks permission '([A-Za-z_-]+:[A-Za-z_-]+)'(?: on "((?:[^"\\]|\\.)*)")?/.exec(message);
     this.permission = denied ? denied[1] : null;
     this.resourceName = denied && denied[2] !== undefined ? denied[2] : null; // `on "web"` in a named denial
+    this.anyService = Boolean(denied) && / on any service/.test(message); // reading imported rows
     this.unknownToken = status === 403 && /ACL not found/.test(message);
   }
 }
 
-/** Call the API; resolves to {data, index} or throws ApiError (status 0: the service cannot be reached). */
+/** Call the API; resolves to {data, index, filtered} or throws ApiError (status 0: the service cannot be reached). */
 export async function request(method, path, { query = {}, body, signal } = {}) {
   const url = new URL(path, window.location.origin);
   if (prefs.partition && !("partition" in query)) url.searchParams.set("partition", prefs.partition);
@@ -96,13 +97,15 @@ export async function request(method, path, { query = {}, body, signal } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch { throw new ApiError(response.status, "The service sent an answer that is not JSON."); }
   }
-  return { data, index };
+  // ACLs removed what the token may not read (catalog reads filter instead of refusing)
+  const filtered = response.headers.get("X-Consul-Results-Filtered-By-ACLs") === "true";
+  return { data, index, filtered };
 }
 
 /**
  * One blocking query, repeated: the first read answers at once, each next one waits (`?index=N&wait=`)
  * until the data changes. After an error it backs off (1 s doubling to 30 s, with jitter). `onData`
- * gets (data, index, fetchedAt) after every answer, also one without a change (the stream status of a
+ * gets (data, index, fetchedAt, filtered) after every answer, also one without a change (the stream status of a
  * peering changes without its index). `notFound: true` passes a 404 as `data = null` and keeps
  * blocking on its index, so a detail page sees the peering come back. `query` is added to every read
  * (e.g. `{peer: "east"}`).
@@ -160,8 +163,9 @@ export class LivePoll {
       this.controller = new AbortController();
       let data;
       let index;
+      let filtered = false;
       try {
-        ({ data, index } = await request("GET", this.path, {
+        ({ data, index, filtered } = await request("GET", this.path, {
           query: blocking ? { ...this.query, index: this.index, wait: this.wait } : this.query, signal: this.controller.signal,
         }));
       } catch (err) {
@@ -181,7 +185,7 @@ export class LivePoll {
       failures = 0;
       // an index that went backwards (a restored database) means: read everything again
       this.index = index > 0 && index >= before ? index : 0;
-      if (this.running) this.onData(data, this.index, serverNow());
+      if (this.running) this.onData(data, this.index, serverNow(), filtered);
       // a blocking read that came back at once without a change (or an answer without an index) must not
       // turn into a busy loop
       const unchanged = blocking && this.index <= before && performance.now() - started < 1000;

@@ -98,11 +98,10 @@ export function errorBox(err, doing) {
   const parts = [];
   if (err.permission) {
     const [resource, level] = err.permission.split(":");
-    // a named resource (service "web", node "n1") gets a rule for that name, as Consul's policies write it
-    const rule = err.resourceName === null ? `${resource} = "${level}"` : `${resource} "${err.resourceName}" { policy = "${level}" }`;
+    const rule = ruleFor(resource, level, err);
+    const scope = err.anyService ? " on any service" : err.resourceName === null ? "" : [" on ", h("code", {}, err.resourceName)];
     parts.push(
-      h("p", { class: "alert-title" }, `Permission denied: ${doing} needs `, h("code", {}, err.permission),
-        err.resourceName === null ? "" : [" on ", h("code", {}, err.resourceName)], "."),
+      h("p", { class: "alert-title" }, `Permission denied: ${doing} needs `, h("code", {}, err.permission), scope, "."),
       h("p", {}, prefs.token ? "The ACL token in use lacks it." : "No ACL token is set, and the anonymous token lacks it.",
         " Use a token whose policy grants it (for example ", h("code", {}, rule), ") on the ",
         h("a", { href: "/ui/settings" }, "Settings page"), "."),
@@ -119,6 +118,15 @@ export function errorBox(err, doing) {
     parts.push(h("p", { class: "alert-title" }, `${doing[0].toUpperCase()}${doing.slice(1)} failed (${err.status}):`), h("p", {}, err.message));
   }
   return h("div", { class: "alert", role: "alert" }, parts);
+}
+
+/** A policy rule that grants what a 403 says is missing, as Consul's policies write it. */
+function ruleFor(resource, level, err) {
+  // imported rows (?peer=): service:write on any service, or read on every service and node (SPEC §14)
+  if (err.anyService) return 'service_prefix "" { policy = "read" } with node_prefix "" { policy = "read" }';
+  if (err.resourceName !== null) return `${resource} "${err.resourceName}" { policy = "${level}" }`;
+  if (resource === "service" || resource === "node") return `${resource}_prefix "" { policy = "${level}" }`;
+  return `${resource} = "${level}"`;
 }
 
 /** The token, shown once, with a copy button and what to do next; `heading` fits where it is shown. */

@@ -10,7 +10,7 @@ export const STATUSES = ["maintenance", "critical", "warning", "passing", "none"
 
 const RANK = { none: 0, passing: 1, warning: 2, critical: 3, maintenance: 4 };
 const WORDS = { maintenance: "maintenance", critical: "critical", warning: "warning", passing: "passing", none: "no checks" };
-const MARKS = { maintenance: "⏸", critical: "✕", warning: "!", passing: "✓", none: "○" };
+const MARKS = { maintenance: "◆", critical: "✕", warning: "!", passing: "✓", none: "○" };
 
 export function isMaintenance(check) {
   const id = String(check.CheckID || "");

@@ -6,7 +6,7 @@ import { LivePoll } from "../api.js";
 import { h, replaceContent } from "../dom.js";
 import { errorBox, pausedText, retryingOnError } from "./common.js";
 import { checkStatus, healthBadge, healthCounts, healthPath, importedLabel, instanceStatus, summarize } from "./health.js";
-import { tagList } from "./services.js";
+import { hiddenNotice, tagList } from "./services.js";
 
 const ORDER = { maintenance: 0, critical: 1, warning: 2, passing: 3 };
 
@@ -26,8 +26,8 @@ export function serviceView(main, match, url) {
 
   const poll = new LivePoll(healthPath(name), {
     query: peer ? { peer } : {},
-    onData(data) {
-      Object.assign(view, { entries: Array.isArray(data) ? data : [], error: null });
+    onData(data, index, fetchedAt, filtered) {
+      Object.assign(view, { entries: Array.isArray(data) ? data : [], error: null, filtered });
       render();
     },
     onError: retryingOnError(view, live, render),
@@ -36,7 +36,7 @@ export function serviceView(main, match, url) {
 
   function render() {
     live.textContent = view.error ? pausedText(view.retryIn) : view.entries ? "Live: changes show as they happen." : "Loading…";
-    const problem = view.error ? errorBox(view.error, "reading a service's health") : null;
+    const problem = [view.error ? errorBox(view.error, "reading a service's health") : null, hiddenNotice("instances", view.filtered)];
     if (view.entries === null) {
       replaceContent(content, h("h1", { tabindex: "-1" }, name), problem);
       return;

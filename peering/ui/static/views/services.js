@@ -3,7 +3,7 @@
 // page (the list of names; the catalog's index moves on any change of instances or checks in that
 // scope), then each shown service's health is read once per change, a few at a time.
 
-import { LivePoll, eachLimited, prefs, request } from "../api.js";
+import { LivePoll, eachLimited, prefs, request, serverInfo } from "../api.js";
 import { h, replaceContent } from "../dom.js";
 import { errorBox, pausedText, retryingOnError } from "./common.js";
 import { STATUSES, healthCounts, healthPath, importedLabel, servicePath, summarize } from "./health.js";
@@ -69,8 +69,8 @@ export function servicesView(main, match, url) {
     const path = source.kind === "imported" ? "/v1/imported-services" : "/v1/catalog/services";
     poll = new LivePoll(path, {
       query: source.kind === "peer" ? { peer: source.peer } : {},
-      onData(data) {
-        Object.assign(view, { rows: rowsOf(data, source), error: null });
+      onData(data, index, fetchedAt, filtered) {
+        Object.assign(view, { rows: rowsOf(data, source), error: null, filtered });
         render();
         loadHealth();
       },
@@ -102,7 +102,7 @@ export function servicesView(main, match, url) {
 
   function render() {
     live.textContent = view.error ? pausedText(view.retryIn) : view.rows ? "Live: changes show as they happen." : "Loading…";
-    const problem = view.error ? errorBox(view.error, "listing services") : null;
+    const problem = [view.error ? errorBox(view.error, "listing services") : null, hiddenNotice("services", view.filtered)];
     if (view.rows === null) {
       count.textContent = "";
       replaceContent(results, problem);
@@ -110,7 +110,7 @@ export function servicesView(main, match, url) {
     }
     if (view.rows.length === 0) {
       count.textContent = "";
-      replaceContent(results, problem, emptyState(source));
+      replaceContent(results, problem, problem[1] ? null : emptyState(source));
       return;
     }
     let rows = matching();
@@ -166,6 +166,24 @@ function rowsOf(data, source) {
   return Object.entries(data || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, tags]) => ({
     name, peer: source.peer, tags: Array.isArray(tags) ? [...tags].sort() : [], key: `${source.peer}/${name}`,
   }));
+}
+
+/**
+ * ACLs removed rows from an answer (the server says so to a token, never to the anonymous caller, as
+ * Consul): say so, so a short or empty list is not taken for the whole catalog. `filtered` is the
+ * answer's X-Consul-Results-Filtered-By-ACLs.
+ */
+export function hiddenNotice(what, filtered) {
+  const needs = "service:read on them, and node:read on their nodes";
+  if (filtered) {
+    return h("p", { class: "notice", "data-filtered": "token" },
+      `Some ${what} are not shown: the ACL token in use may not read them (it needs ${needs}). `,
+      h("a", { href: "/ui/settings" }, "Change the token"), ".");
+  }
+  if (serverInfo.aclDefaultPolicy !== "deny" || prefs.token) return null;
+  return h("p", { class: "notice", "data-filtered": "anonymous" },
+    `ACLs are on (default deny) and no token is set: the anonymous token may not see every one of the ${what} (reading them needs ${needs}). `,
+    h("a", { href: "/ui/settings" }, "Enter a token"), ".");
 }
 
 export function tagList(tags) {
