@@ -25,7 +25,6 @@ from peering.errors import InvalidRequestError, RequestTooLargeError
 M = TypeVar("M", bound=BaseModel)
 
 
-
 def _duration(value: object) -> object:
     """Go's duration string ("10s") or integer nanoseconds, as Consul takes both (kept as given)."""
     if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
