@@ -283,8 +283,8 @@ class SqliteStore:
     async def list_peerings(self, partition: str) -> tuple[list[Peering], int]:
         # one read transaction: the index and the rows come from the same snapshot
         async with self._read_lock:
-            await self._reader.execute("BEGIN")
-            try:
+            try:  # BEGIN inside: a read cancelled while BEGIN is queued must still end its transaction
+                await self._reader.execute("BEGIN")
                 async with self._reader.execute(
                     f"SELECT {_COLUMNS} FROM peerings WHERE partition = ? ORDER BY lower(name)", (partition,)
                 ) as cur:
@@ -357,8 +357,8 @@ class SqliteStore:
 
     async def changes_since(self, since: int, limit: int = 1000) -> Changes:
         async with self._read_lock:
-            await self._reader.execute("BEGIN")  # one snapshot: the page, the counter and the horizon
-            try:
+            try:  # one snapshot: the page, the counter and the horizon (BEGIN inside, as in list_peerings)
+                await self._reader.execute("BEGIN")
                 rows = list(await self._reader.execute_fetchall(_CHANGES, (since, max(1, limit) - 1, since)))
                 counts = await self._reader.execute_fetchall(
                     "SELECT (SELECT value FROM counter WHERE id = 1), (SELECT value FROM change_horizon WHERE id = 1)"
