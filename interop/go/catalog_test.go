@@ -16,7 +16,7 @@ func TestCatalogWithTheGoClient(t *testing.T) {
 	reg := &api.CatalogRegistration{
 		Node: "n1", Address: "10.0.0.1",
 		Service: &api.AgentService{ID: "web-1", Service: "web", Tags: []string{"v1"}, Port: 8080},
-		Checks: api.HealthChecks{{CheckID: "web-1-http", Name: "http", Status: api.HealthPassing, ServiceID: "web-1"}},
+		Checks:  api.HealthChecks{{CheckID: "web-1-http", Name: "http", Status: api.HealthPassing, ServiceID: "web-1"}},
 	}
 	if _, err := client.Catalog().Register(reg, nil); err != nil {
 		t.Fatal(err)
