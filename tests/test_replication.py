@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from peering.catalog.model import Health, ServiceHealth
-from peering.peer.exporter import payload
+from peering.peer.payload import payload
 from peering.peer.wire import ExportedService
 from peering.peer_client import PeerClient
 from tests.replication_helpers import (

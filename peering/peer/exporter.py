@@ -21,24 +21,19 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from peering.catalog.exports import KIND, from_config, names_for_peer
-from peering.catalog.model import OVERALL_CHECK_SUFFIX, Check, Health, ServiceHealth, summary
+from peering.catalog.model import Check, ServiceHealth
 from peering.cluster import Cluster
-from peering.domain import Peering, PeeringState
+from peering.domain import Peering
+from peering.peer.payload import Payload, exportable, payload
 from peering.peer.wire import (
     MAX_EXPORTED_NAMES,
     MAX_PAGE_SERVICES,
     MAX_SERVICE_BYTES,
     PAGE_BUDGET,
-    CheckServiceNode,
     ExportedService,
     ExportPage,
-    WireCheck,
-    WireNode,
-    WireService,
-    WireWeights,
 )
 from peering.store.base import ExportMark
 
@@ -46,84 +41,7 @@ log = logging.getLogger("peering.replication")
 
 FEED_PAGE = 1000  # change-feed entries read at once
 TICK = 1.0  # seconds between two looks at the feed without a notification
-_MAX_OUTPUT = 1024
 LIST = ""  # the mark of the list of exported names
-_WIRE_STATUS: dict[Health, Literal["passing", "warning", "critical"]] = {
-    Health.PASSING: "passing",
-    Health.WARNING: "warning",
-    Health.CRITICAL: "critical",
-}
-
-
-def exportable(peering: Peering | None) -> bool:
-    """Whether a peering receives exports: live (not deleted, `ACTIVE` or `FAILING`) and with a peer."""
-    return (
-        peering is not None
-        and not peering.is_deleted
-        and peering.state in (PeeringState.ACTIVE, PeeringState.FAILING)
-        and (peering.peer_id != "" or peering.remote_cluster != "")
-    )
-
-
-@dataclass(frozen=True)
-class Payload:
-    """One name's instance set as sent, its JSON size and hash."""
-
-    service: ExportedService
-    size: int
-    hash: str
-
-
-def payload(name: str, entries: Iterable[ServiceHealth], datacenter: str) -> Payload:
-    """The instance set of `name` as a peer receives it (see the module docstring), sorted by instance ID."""
-    nodes = []
-    for entry in sorted(entries, key=lambda e: (e.service.id, e.node.node)):
-        if entry.service.kind:
-            continue  # proxies and gateways are not exported
-        node, svc = entry.node, entry.service
-        checks = []
-        status = summary(entry.checks)
-        if status is not None:
-            worst = Health.CRITICAL if status is Health.MAINTENANCE else status
-            reasons = sorted(c.check_id for c in entry.checks if c.status is Health(worst))
-            checks.append(
-                WireCheck(
-                    Node=node.node,
-                    CheckID=svc.id + OVERALL_CHECK_SUFFIX,
-                    Name="overall-check",
-                    Status=_WIRE_STATUS[worst],
-                    Output=", ".join(reasons)[:_MAX_OUTPUT],
-                    ServiceID=svc.id,
-                    ServiceName=svc.service,
-                )
-            )
-        nodes.append(
-            CheckServiceNode(
-                Node=WireNode(
-                    ID=node.id,
-                    Node=node.node,
-                    Address=node.address,
-                    Datacenter=node.datacenter or datacenter,
-                    TaggedAddresses=dict(node.tagged_addresses),
-                    Meta=dict(node.meta),
-                ),
-                Service=WireService(
-                    ID=svc.id,
-                    Service=svc.service,
-                    Tags=list(svc.tags),
-                    Address=svc.address,
-                    Port=svc.port,
-                    Meta=dict(svc.meta),
-                    TaggedAddresses=dict(svc.tagged_addresses),
-                    Weights=WireWeights(Passing=svc.weights.passing, Warning=svc.weights.warning),
-                    EnableTagOverride=svc.enable_tag_override,
-                ),
-                Checks=checks,
-            )
-        )
-    service = ExportedService(Name=name, Nodes=nodes)
-    encoded = service.model_dump_json(by_alias=True).encode()
-    return Payload(service, len(encoded), hashlib.sha256(encoded).hexdigest())
 
 
 def _list_hash(names: Iterable[str]) -> str:

@@ -22,7 +22,7 @@ from peering.catalog.model import Check, Health, Node, ServiceHealth, ServiceIns
 from peering.cluster import Cluster
 from peering.domain import Peering
 from peering.errors import InvalidRequestError
-from peering.peer.exporter import exportable
+from peering.peer.payload import exportable
 from peering.peer.wire import CheckServiceNode, ExportedService, ExportPage, page_problem
 from peering.store.base import CatalogWrites, ImportState
 

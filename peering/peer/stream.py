@@ -27,8 +27,9 @@ from peering.domain import Peering, PeeringState, Role
 from peering.errors import InvalidRequestError, PeeringError, PeerProtocolError, SecretRejectedError
 from peering.inbound import RejectionLog
 from peering.outbound import log_fields, target_of
-from peering.peer.exporter import Exporter, exportable
+from peering.peer.exporter import Exporter
 from peering.peer.importer import Importer, NotImportingError
+from peering.peer.payload import exportable
 from peering.peer.wire import (
     MAX_REPLICATION_BODY_BYTES,
     ExportPage,
@@ -270,13 +271,13 @@ class Replication:
                 if fence is not None:
                     await tx.fence(fence)
                 count = await tx.catalog.delete_peer(peering.partition, peering.name, PURGE_BATCH)
-                if count == 0:
+                if count < PURGE_BATCH:  # the last batch: the bookkeeping goes in the same unit as the last rows
                     await tx.replication.forget(peering.id)
                     current = await tx.get_by_id(peering.id)
                     if current is not None and (current.imported_services or current.exported_services):
                         await tx.save(replace(current, imported_services=(), exported_services=()))
             removed += count
-            if count == 0:
+            if count < PURGE_BATCH:
                 break
             await asyncio.sleep(0)  # other units get their turn between batches
         self.importer.forget(peering.id)
