@@ -28,7 +28,7 @@ from tests.replication_helpers import (
     until,
 )
 from tests.test_peering import Node as Cluster
-from tests.test_peering import gone, state_is
+from tests.test_peering import _metric, gone, state_is
 
 pytestmark = pytest.mark.anyio
 
@@ -393,3 +393,28 @@ async def test_a_failing_peering_keeps_its_imports(tmp_path: Path) -> None:
         await b.wait_for(B_NAME, state_is("ACTIVE"))
         await deregister(a, "node-2", "web-2")
         await until(b, lambda: imported(b, B_NAME, "web"), lambda f: len(f) == 1)
+
+
+async def test_metrics_count_services_and_lag(tmp_path: Path) -> None:
+    """`peering_exported_services` on A and `peering_imported_services` on B count the names;
+    `peering_replication_lag_seconds` on B is 0 while it is caught up, and grows once A is gone."""
+    async with peered(tmp_path) as (a, b):
+        await _exported_web_on_two_nodes(a, b)
+        labels = '{partition="default",peer_name="%s"}'
+        scrape_a = (await a.api.get("/v1/agent/metrics?format=prometheus")).text
+        scrape_b = (await b.api.get("/v1/agent/metrics?format=prometheus")).text
+        assert _metric(scrape_a, "peering_exported_services" + labels % A_NAME) == 2
+        assert _metric(scrape_a, "peering_imported_services" + labels % A_NAME) == 0
+        assert _metric(scrape_b, "peering_imported_services" + labels % B_NAME) == 2
+        assert _metric(scrape_b, "peering_replication_lag_seconds" + labels % B_NAME) == 0
+        replication_b = b.runtime.replication
+        assert replication_b is not None
+        on_b = await b.runtime.cluster.store.get("default", B_NAME)
+        assert on_b is not None
+        progress = replication_b._progress[on_b.id]
+        # as if A had gone 1,000 s ago: nothing heard since, so the imports are as old as the last catch-up
+        await a.stop()
+        progress.heard = (progress.heard or 0) - 1000
+        progress.caught_up = (progress.caught_up or 0) - 1000
+        scrape_b = (await b.api.get("/v1/agent/metrics?format=prometheus")).text
+        assert _metric(scrape_b, "peering_replication_lag_seconds" + labels % B_NAME) >= 1000

@@ -26,6 +26,7 @@ from peering.catalog.exports import KIND, from_config, names_for_peer
 from peering.catalog.model import Check, ServiceHealth
 from peering.cluster import Cluster
 from peering.domain import Peering
+from peering.errors import PeeringError
 from peering.peer.payload import Payload, exportable, payload
 from peering.peer.wire import (
     MAX_EXPORTED_NAMES,
@@ -87,23 +88,35 @@ class Exporter:
         self.budget = PAGE_BUDGET  # bytes of instance data per page
 
     async def run(self) -> None:
-        """Follow the change feed until cancelled (the background owner's job: the only writer of marks)."""
+        """Follow the change feed until cancelled (the background owner's job: the only writer of marks). A
+        failed pass (the database away) is logged once and retried from the same point of the feed."""
         notifier = self._cluster.notifier
-        since = await self._store.current_index()
+        since, dirty, failing = -1, _Dirty(everything=True), False
         self.following = True
         try:
-            await self._update(_Dirty(everything=True))
             while True:
                 watch = notifier.watch()
-                changes = await self._store.changes_since(since, FEED_PAGE)
-                dirty = _Dirty(everything=since < changes.horizon)
-                for change in changes.changes:
-                    self._note(dirty, change.kind, change.key)
-                since = changes.upto
-                if dirty.everything or dirty.peerings or dirty.partitions:
-                    await self._update(dirty)
-                if not changes.changes and not notifier.closed:
-                    await watch.wait(TICK)
+                idle = True
+                try:
+                    if since < 0:
+                        since = await self._store.current_index()
+                    changes = await self._store.changes_since(since, FEED_PAGE)
+                    dirty.everything = dirty.everything or since < changes.horizon
+                    for change in changes.changes:
+                        self._note(dirty, change.kind, change.key)
+                    if dirty.everything or dirty.peerings or dirty.partitions:
+                        await self._update(dirty)
+                    since, dirty, idle = changes.upto, _Dirty(), not changes.changes
+                    if failing:
+                        log.info("exports followed again")
+                    failing = False
+                except PeeringError as exc:  # the database away: the same changes again on the next pass
+                    if not failing:
+                        log.warning("exports not followed: %s", exc.message)
+                    failing = True
+                    dirty.everything = True
+                if idle:  # a closed notifier fires at once: shutting down, nothing to hurry for
+                    await (asyncio.sleep(TICK) if notifier.closed else watch.wait(TICK))
         finally:
             self.following = False
             self._exports.clear()

@@ -105,6 +105,9 @@ class Replication:
         failures = 0
         memory: dict[str, object] = {}  # what one direction keeps between steps
         while True:
+            if self._cluster.notifier.closed:  # shutting down: waits end at once, so do not loop on them
+                await asyncio.sleep(IDLE)
+                continue
             peering = await self._cluster.store.get_by_id(peering_id)
             if peering is None or not exportable(peering) or not valid():
                 return
