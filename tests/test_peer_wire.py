@@ -3,14 +3,17 @@ replication routes refusing what breaks them with a 4xx and a log line, over rea
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from peering.api.body import decode_body
+from peering.app import Runtime, create_peer_app
 from peering.errors import InvalidRequestError, PeerProtocolError, SecretRejectedError
 from peering.identity import client_ssl_context
 from peering.outbound import target_of
@@ -25,6 +28,9 @@ from peering.peer.wire import (
 )
 from peering.peer_client import PeerClient
 from tests.replication_helpers import B_NAME, peered
+from tests.test_peer_endpoint import HOSTILE, _accepted, other_ca
+
+__all__ = ["other_ca"]  # a fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -171,3 +177,63 @@ async def test_the_replication_routes_refuse_bad_messages_with_a_4xx_and_a_log_l
         assert secret not in caplog.text
         request = PushRequest(PeerID="x", StreamSecret="y")  # the dialer builds its requests with the same models
         assert request.model_dump(by_alias=True) == {"PeerID": "x", "StreamSecret": "y", "BaseSeq": 0, "Page": None}
+
+
+PAGE_PATHS = [
+    "Generation", "Seq", "Head", "Full", "More", "Services", "Services.0", "Upserts", "Upserts.0", "Upserts.0.Name",
+    "Upserts.0.Nodes", "Upserts.0.Nodes.0", "Upserts.0.Nodes.0.Node.Node", "Upserts.0.Nodes.0.Node.ID",
+    "Upserts.0.Nodes.0.Node.Address", "Upserts.0.Nodes.0.Node.Datacenter", "Upserts.0.Nodes.0.Node.Meta",
+    "Upserts.0.Nodes.0.Node.Meta.k", "Upserts.0.Nodes.0.Node.TaggedAddresses", "Upserts.0.Nodes.0.Service.ID",
+    "Upserts.0.Nodes.0.Service.Service", "Upserts.0.Nodes.0.Service.Kind", "Upserts.0.Nodes.0.Service.Tags",
+    "Upserts.0.Nodes.0.Service.Tags.0", "Upserts.0.Nodes.0.Service.Port", "Upserts.0.Nodes.0.Service.Weights",
+    "Upserts.0.Nodes.0.Service.Weights.Passing", "Upserts.0.Nodes.0.Service.EnableTagOverride",
+    "Upserts.0.Nodes.0.Checks", "Upserts.0.Nodes.0.Checks.0.Status", "Upserts.0.Nodes.0.Checks.0.Output",
+    "Upserts.0.Nodes.0.Checks.0.Notes", "Upserts.0.Nodes.0.Checks.0.Name", "Upserts.0.Nodes.0.Checks.0.Type",
+    "Upserts.0.Nodes.0.Checks.0.ServiceTags.0",
+]  # fmt: skip
+HOSTILE_WIRE = [*HOSTILE, "a\x00b", "\x00"]
+
+
+def _set(body: Any, path: str, value: object) -> Any:
+    """`body` with the value at the dotted `path` (list indexes as numbers) replaced by `value`."""
+    *parents, last = path.split(".")
+    target = body
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return body
+
+
+async def test_hostile_values_anywhere_in_a_push_are_a_4xx_or_taken_never_a_5xx(
+    runtime: Runtime, client: httpx.AsyncClient, other_ca: str
+) -> None:
+    """Every field of a push page (nested ones too), set to surrogates, NULs, 5,000 digits, control characters,
+    oversized strings or another JSON type, with the link's real stream secret: a 4xx with a text body, or a
+    200 when the value is a valid one; never a 5xx, and nothing with a NUL is stored."""
+    transport = httpx.ASGITransport(app=create_peer_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="https://peer") as peer:
+        peer_id, secret = await _accepted(client, peer, other_ca)
+        statuses: set[int] = set()
+        full = {
+            "Node": {"ID": "", "Node": "n1", "Address": "a", "Datacenter": "dc1", "Meta": {"k": "v"}, "TaggedAddresses": {"lan": "a"}},
+            "Service": {"ID": "web-1", "Service": "web", "Kind": "", "Tags": ["t"], "Port": 80, "Weights": {"Passing": 1}, "EnableTagOverride": False},
+            "Checks": [{"Node": "n1", "CheckID": "web-1:overall-check", "Status": "passing", "ServiceID": "web-1", "Name": "o",
+                        "Notes": "", "Output": "", "Type": "", "ServiceTags": ["t"]}],
+        }  # fmt: skip
+        values: list[object] = [*HOSTILE_WIRE, 1, -1, 2**70, 1.5, True, None, [], {}]
+        for path in PAGE_PATHS:
+            for value in values:
+                base = page(Upserts=[{"Name": "web", "Nodes": [json.loads(json.dumps(full))]}])
+                body = {"PeerID": peer_id, "StreamSecret": secret, "Page": _set(base, path, value)}
+                response = await peer.post("/peering/v1/exports/push", content=json.dumps(body).encode())
+                assert response.status_code < 500, (path, repr(value)[:40], response.text[:200])
+                if response.status_code != 200:
+                    assert response.headers["content-type"].startswith("text/plain")
+                statuses.add(response.status_code)
+        assert statuses == {200, 400}
+        checks, _ = await runtime.cluster.store.catalog.checks("default", "cluster-02")
+        nodes, _ = await runtime.cluster.store.catalog.nodes("default", "cluster-02")
+        assert "\x00" not in repr(checks) + repr(nodes)

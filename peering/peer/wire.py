@@ -128,11 +128,12 @@ def answer_checks(model: type[PeerModel]) -> dict[str, Callable[[str], bool]]:
 # --- replication ------------------------------------------------------------------------------------------
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+_NO_NUL = r"^[^\x00]*$"  # no database stores it (PostgreSQL refuses it in text)
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_NO_CONTROL)]  # a name or an ID
-Text = Annotated[str, StringConstraints(max_length=256)]
-LongText = Annotated[str, StringConstraints(max_length=4096)]
-MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetaValue = Annotated[str, StringConstraints(max_length=512)]
+Text = Annotated[str, StringConstraints(max_length=256, pattern=_NO_NUL)]
+LongText = Annotated[str, StringConstraints(max_length=4096, pattern=_NO_NUL)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_NO_NUL)]
+MetaValue = Annotated[str, StringConstraints(max_length=512, pattern=_NO_NUL)]
 Meta = Annotated[dict[MetaKey, MetaValue], Field(max_length=64)]
 Tags = Annotated[list[Text], Field(max_length=128)]
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
@@ -140,10 +141,10 @@ Generation = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0
 
 
 class WireNode(PeerModel):
-    id: str = Field(default="", alias="ID", max_length=64)
+    id: str = Field(default="", alias="ID", max_length=64, pattern=_NO_NUL)
     node: Ident = Field(alias="Node")
     address: Text = Field(default="", alias="Address")
-    datacenter: str = Field(default="", alias="Datacenter", max_length=64)
+    datacenter: str = Field(default="", alias="Datacenter", max_length=64, pattern=_NO_NUL)
     tagged_addresses: Meta = Field(default_factory=dict, alias="TaggedAddresses")
     meta: Meta = Field(default_factory=dict, alias="Meta")
 
@@ -154,7 +155,7 @@ class WireWeights(PeerModel):
 
 
 class WireService(PeerModel):
-    kind: str = Field(default="", alias="Kind", max_length=64)
+    kind: str = Field(default="", alias="Kind", max_length=64, pattern=_NO_NUL)
     id: Ident = Field(alias="ID")
     service: Ident = Field(alias="Service")
     tags: Tags = Field(default_factory=list, alias="Tags")
@@ -178,7 +179,7 @@ class WireCheck(PeerModel):
     service_id: Text = Field(default="", alias="ServiceID")
     service_name: Text = Field(default="", alias="ServiceName")
     service_tags: Tags = Field(default_factory=list, alias="ServiceTags")
-    type: str = Field(default="", alias="Type", max_length=32)
+    type: str = Field(default="", alias="Type", max_length=32, pattern=_NO_NUL)
 
 
 class CheckServiceNode(PeerModel):
