@@ -25,7 +25,6 @@ from urllib.parse import parse_qsl
 
 from fastapi.routing import RouteContext, iter_route_contexts
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,23 +81,21 @@ _TOKEN = frozenset({*_CALLER, _name(query.write_options), "peering.api.body.json
 
 @dataclass(frozen=True)
 class _Served:
-    """One route the fast path serves, and the routes before it in the table that take the same method."""
+    """One route the fast path serves, and the routes before it in the table that take the same method: by
+    their path pattern (a route with methods: the method is known to be one of them), else as they match."""
 
     route: BaseRoute  # what the router puts in scope["route"] (the request log labels by its path)
     pattern: Pattern[str]
-    earlier: tuple[RouteContext, ...]
+    earlier_patterns: tuple[Pattern[str], ...]
+    earlier_others: tuple[RouteContext, ...]
     handler: Handler
 
     def shadowed(self, scope: Scope) -> bool:
         """Whether a route before this one in the table fully matches the request (the router takes that)."""
-        for context in self.earlier:
-            pattern = getattr(context, "path_regex", None)
-            if pattern is not None and getattr(context, "methods", None) is not None:
-                if pattern.match(scope["path"]):
-                    return True
-            elif context.matches(scope)[0] is Match.FULL:
-                return True
-        return False
+        path = scope["path"]
+        return any(p.match(path) for p in self.earlier_patterns) or any(
+            context.matches(scope)[0] is Match.FULL for context in self.earlier_others
+        )
 
 
 def served_routes(routes: Iterable[BaseRoute]) -> dict[str, tuple[_Served, ...]]:
@@ -109,10 +106,40 @@ def served_routes(routes: Iterable[BaseRoute]) -> dict[str, tuple[_Served, ...]]
         entry = _HANDLERS.get(context.endpoint) if context.endpoint is not None else None
         if entry is not None and dependency_names(context) == entry[1] and context.methods:
             for method in sorted(context.methods):
-                earlier = tuple(c for c in seen if c.methods is None or method in c.methods)
-                table.setdefault(method, []).append(_Served(context.route, context.path_regex, earlier, entry[0]))
+                earlier = [c for c in seen if c.methods is None or method in c.methods]
+                patterns = tuple(c.path_regex for c in earlier if c.methods and getattr(c, "path_regex", None))
+                others = tuple(c for c in earlier if not (c.methods and getattr(c, "path_regex", None)))
+                served = _Served(context.route, context.path_regex, patterns, others, entry[0])
+                table.setdefault(method, []).append(served)
         seen.append(context)
     return {method: tuple(served) for method, served in table.items()}
+
+
+def _read_template() -> tuple[list[tuple[bytes, bytes]], int, int] | None:
+    """The raw headers of a plain (not pretty) read answer as `bytes_response` and `read_headers` make them,
+    with the places of the two that vary (the index, the length); None if others vary (then each answer is
+    made by `bytes_response` itself)."""
+    one = bytes_response(b"", pretty=False, headers=read_headers(1)).raw_headers
+    two = bytes_response(b"[]", pretty=False, headers=read_headers(2)).raw_headers
+    varying = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b] if len(one) == len(two) else []
+    if [one[i][0] for i in varying] != [b"x-consul-index", b"content-length"]:
+        return None
+    return one, varying[0], varying[1]
+
+
+_TEMPLATE = _read_template()
+
+
+def _read_answer(body: bytes, index: int, pretty: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body the routes answer a read or list with (`bytes_response` with `read_headers`)."""
+    if pretty or _TEMPLATE is None:
+        response = bytes_response(body, pretty=pretty, headers=read_headers(index))
+        return response.raw_headers, bytes(response.body)
+    template, at_index, at_length = _TEMPLATE
+    headers = template.copy()
+    headers[at_index] = (b"x-consul-index", read_headers(index)["X-Consul-Index"].encode("latin-1"))
+    headers[at_length] = (b"content-length", str(len(body)).encode("latin-1"))
+    return headers, body
 
 
 class FastPath:
@@ -169,8 +196,7 @@ class FastPath:
             )
         except PeeringError:
             return receive  # the full app gives the documented error
-        body = self._encoded.one(peering)
-        await _answer(send, bytes_response(body, pretty="pretty" in plain, headers=read_headers(peering.modify_index)))
+        await _answer(send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain))
         return None
 
     async def _list(
@@ -182,8 +208,7 @@ class FastPath:
             )
         except PeeringError:
             return receive
-        body = self._encoded.many(peerings_)
-        await _answer(send, bytes_response(body, pretty="pretty" in plain, headers=read_headers(index)))
+        await _answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
         return None
 
     async def _token(
@@ -208,7 +233,8 @@ class FastPath:
             )
         except PeeringError:
             return _replay(received, receive)  # refused before anything was written: the route refuses it too
-        await _answer(send, json_response({"PeeringToken": token}, pretty="pretty" in plain))
+        response = json_response({"PeeringToken": token}, pretty="pretty" in plain)
+        await _answer(send, response.status_code, response.raw_headers, bytes(response.body))
         return None
 
 
@@ -242,9 +268,9 @@ def caller_secret(scope: Scope, plain: Query) -> str | None:
     return None
 
 
-async def _answer(send: Send, response: Response) -> None:
-    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
