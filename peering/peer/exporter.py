@@ -290,6 +290,7 @@ class Exporter:
         unknown generation, or a `since` past the newest, starts over from 0 (`Full`)."""
         exports = await self._state(peering)
         head, names = exports.head, exports.names  # one snapshot: a save during the awaits below moves neither
+        listed_at = exports.marks[LIST].seq if LIST in exports.marks else 0
         full = generation != exports.generation or since > head
         if full:
             since = 0
@@ -313,7 +314,8 @@ class Exporter:
             cursor = mark.seq
         if not more:
             cursor = head
-        listed = None if more or (not full and since == head) else names
+        # the list goes with the last page when it changed after `since` (or from the start): the importer has it
+        listed = names if not more and (full or listed_at > since) else None
         return ExportPage(
             Generation=exports.generation, Seq=cursor, Head=head, Full=full, More=more, Services=listed, Upserts=upserts
         )

@@ -7,7 +7,8 @@ so whatever a peer sends is either a message or a refusal, and a refusal never c
 the body cap of its route.
 
 Replication (SPEC §14) moves `ExportPage`s: the exporter's full list of exported names (on the last page
-of a batch) and, per changed name, the full instance set as Consul's `CheckServiceNode`s, each with one
+of a batch, when it changed since the importer's point or on a full resync) and, per changed name, the
+full instance set as Consul's `CheckServiceNode`s, each with one
 `<serviceID>:overall-check`. `Generation` names the exporter's sequence; `Seq` says every change up to it
 is in this page or an earlier one; `Head` is the exporter's newest. Semantic rules the types cannot say
 (instances belong to their service, no duplicates) are `page_problem`'s.
@@ -205,7 +206,7 @@ class ExportPage(PeerModel):
     head: Seq = Field(alias="Head")
     full: bool = Field(alias="Full")  # sent from the start (an unknown generation or a gap): a full resync
     more: bool = Field(alias="More")  # another page follows at once
-    # every exported name, sorted; only on the last page of a batch (None: unchanged or not yet)
+    # every exported name, sorted; on the last page of a batch when it changed (None: unchanged, or not yet)
     services: list[Ident] | None = Field(default=None, alias="Services", max_length=MAX_EXPORTED_NAMES)
     upserts: list[ExportedService] = Field(default_factory=list, alias="Upserts", max_length=MAX_PAGE_SERVICES)
 
