@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from peering.app import openapi_json
 
@@ -67,3 +68,89 @@ def test_every_reference_resolves() -> None:
         for part in ref.removeprefix("#/").split("/"):
             assert part in target, ref
             target = target[part]
+
+
+NEW_READS = [
+    "/v1/catalog/services",
+    "/v1/catalog/service/{name}",
+    "/v1/catalog/nodes",
+    "/v1/catalog/node/{node}",
+    "/v1/health/service/{name}",
+    "/v1/health/checks/{service}",
+    "/v1/health/state/{state}",
+]
+NEW_OPERATIONS = [
+    *[("get", path) for path in NEW_READS],
+    ("put", "/v1/catalog/register"),
+    ("put", "/v1/catalog/deregister"),
+    ("put", "/v1/agent/service/register"),
+    ("put", "/v1/agent/service/deregister/{service_id}"),
+    ("put", "/v1/agent/service/maintenance/{service_id}"),
+    *[("put", f"/v1/agent/check/{verb}/{{check_id}}") for verb in ("pass", "warn", "fail", "update")],
+    ("get", "/v1/agent/services"),
+    ("get", "/v1/agent/checks"),
+    ("put", "/v1/config"),
+    ("get", "/v1/config/{kind}"),
+    ("get", "/v1/config/{kind}/{name}"),
+    ("delete", "/v1/config/{kind}/{name}"),
+    ("get", "/v1/exported-services"),
+    ("get", "/v1/imported-services"),
+]
+
+
+def _parameters(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(p["name"]): p for p in operation.get("parameters", [])}
+
+
+def test_the_catalog_and_config_routes_are_documented() -> None:
+    """SPEC §13/§14: every new route has a summary and a description, its 400 and 403 (and the 404 and 413
+    where they happen), `?partition=`, blocking-query parameters on the reads, `?peer=` on the catalog and
+    health reads, `?tag=` (repeatable) and `?passing`, `?cas=`, and a named response shape for its JSON."""
+    spec = json.loads(openapi_json())
+    paths = spec["paths"]
+    for method, path in NEW_OPERATIONS:
+        operation = paths[path][method]
+        assert operation["summary"], (method, path)
+        assert operation["description"], (method, path)
+        assert {"200", "400", "403"} <= set(operation["responses"]), (method, path)
+        assert "partition" in _parameters(operation), (method, path)
+        if "requestBody" in operation:
+            assert "413" in operation["responses"], (method, path)
+            assert operation["requestBody"]["content"]["application/json"]["schema"]["properties"], (method, path)
+        for name, parameter in _parameters(operation).items():
+            assert parameter["in"] == "path" or parameter.get("description"), (method, path, name)
+    for path in NEW_READS:
+        assert {"peer", "index", "wait", "consistent", "stale"} <= set(_parameters(paths[path]["get"])), path
+    for path in ("/v1/catalog/service/{name}", "/v1/health/service/{name}"):
+        tag = _parameters(paths[path]["get"])["tag"]
+        assert tag["schema"]["anyOf"][0] == {"items": {"type": "string"}, "type": "array"}, path
+    assert "passing" in _parameters(paths["/v1/health/service/{name}"]["get"])
+    assert "description" in _parameters(paths["/v1/health/state/{state}"]["get"])["state"]
+    assert "cas" in _parameters(paths["/v1/config"]["put"])
+    assert "cas" in _parameters(paths["/v1/config/{kind}/{name}"]["delete"])
+    for method, path in [("get", "/v1/config/{kind}/{name}"), ("delete", "/v1/config/{kind}/{name}")]:
+        assert "404" in paths[path][method]["responses"]
+    for verb in ("pass", "warn", "fail", "update"):
+        assert "404" in paths[f"/v1/agent/check/{verb}/{{check_id}}"]["put"]["responses"]
+    for name in ("index", "wait"):  # the blocking-query pair is on every new read
+        assert name in _parameters(paths["/v1/exported-services"]["get"])
+        assert name in _parameters(paths["/v1/config/{kind}"]["get"])
+    shapes = {
+        "/v1/catalog/service/{name}": "ServiceNodeShape",
+        "/v1/catalog/nodes": "NodeShape",
+        "/v1/health/service/{name}": "HealthEntryShape",
+        "/v1/health/checks/{service}": "CheckShape",
+        "/v1/health/state/{state}": "CheckShape",
+        "/v1/config/{kind}": "ConfigEntryShape",
+        "/v1/exported-services": "ResolvedExportShape",
+        "/v1/imported-services": "ImportedServiceShape",
+    }
+    for path, shape in shapes.items():
+        schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["items"] == {"$ref": f"#/components/schemas/{shape}"}, path
+    entry = paths["/v1/config/{kind}/{name}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert entry == {"$ref": "#/components/schemas/ConfigEntryShape"}
+    assert set(spec["components"]["schemas"]["HealthEntryShape"]["required"]) == {"Node", "Service", "Checks"}
+    assert spec["components"]["schemas"]["ConfigEntryShape"]["properties"]["Services"]["items"] == {
+        "$ref": "#/components/schemas/EntryServiceShape"
+    }

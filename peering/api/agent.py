@@ -78,7 +78,10 @@ async def metrics(
 
 AgentServiceDep = Annotated[AgentServiceBody, Depends(request_body(AgentServiceBody))]
 CheckUpdateDep = Annotated[CheckUpdateBody, Depends(request_body(CheckUpdateBody))]
-_WRITE_ERRORS = error_responses(400, 403, 404, 413)
+_WRITE_ERRORS = {
+    200: {"description": "Done: an empty body, as Consul's agent endpoints."},
+    **error_responses(400, 403, 404, 413),
+}
 
 
 @router.put(

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import Field
 
 from peering.api.body import read_body
+from peering.api.catalog_shapes import Shape
 from peering.api.deps import AccessDep
 from peering.api.errors import error_responses
 from peering.api.query import (
@@ -41,6 +43,46 @@ ConfigDep = Annotated[ConfigService, Depends(get_config)]
 CasParam = Annotated[
     str | None, Query(description="Compare-and-set: `0` = only if absent, otherwise only if `ModifyIndex` matches.")
 ]
+KindParam = Annotated[str, Path(description="`exported-services` (another kind: 400 `invalid config entry kind`).")]
+EntryNameParam = Annotated[str, Path(description="The entry's name: the partition it exports from.")]
+
+
+class ConsumerShape(Shape):
+    peer: str = Field(description="The local name of the peering that receives the service.")
+
+
+class EntryServiceShape(Shape):
+    name: str = Field(description="A service name, or `*` for every local service with instances.")
+    consumers: list[ConsumerShape]
+
+
+class ConfigEntryShape(Shape):
+    """An `exported-services` config entry as stored."""
+
+    kind: str = Field(description="`exported-services`.")
+    name: str = Field(description="The partition exported from.")
+    services: list[EntryServiceShape] = Field(default_factory=list, description="Absent when empty.")
+    meta: dict[str, str] = Field(default_factory=dict, description="Absent when empty.")
+    create_index: int
+    modify_index: int
+
+
+class PeersShape(Shape):
+    peers: list[str] = Field(description="Sorted.")
+
+
+class ResolvedExportShape(Shape):
+    """One service of `/v1/exported-services`."""
+
+    service: str
+    consumers: PeersShape
+
+
+class ImportedServiceShape(Shape):
+    """One service of `/v1/imported-services`."""
+
+    service: str
+    source_peer: str = Field(description="The local name of the peering it was imported over.")
 
 
 def _go_quoted(text: str) -> str:
@@ -138,11 +180,16 @@ async def apply(
     "/config/{kind}/{name:path}",
     operation_id="readConfigEntry",
     summary="Read a config entry",
-    response_model=dict[str, Any],
+    response_model=ConfigEntryShape,
     responses=error_responses(400, 403, 404),
 )
 async def read_entry(
-    request: Request, kind: str, name: str, options: ReadOptionsDep, config: ConfigDep, access: AccessDep
+    request: Request,
+    kind: KindParam,
+    name: EntryNameParam,
+    options: ReadOptionsDep,
+    config: ConfigDep,
+    access: AccessDep,
 ) -> Response:
     """One entry by kind and name. Supports blocking queries with `index` and `wait`."""
     call = config.get(
@@ -159,11 +206,11 @@ async def read_entry(
     "/config/{kind}",
     operation_id="listConfigEntries",
     summary="List the config entries of a kind",
-    response_model=list[dict[str, Any]],
+    response_model=list[ConfigEntryShape],
     responses=error_responses(400, 403, 404),
 )
 async def list_entries(
-    request: Request, kind: str, options: ReadOptionsDep, config: ConfigDep, access: AccessDep
+    request: Request, kind: KindParam, options: ReadOptionsDep, config: ConfigDep, access: AccessDep
 ) -> Response:
     """Every entry of the kind, sorted by name (`[]` when none); with `?partition=`, only that partition's (an
     entry's `Name` is its partition). Entries the caller may not read are left out. Supports blocking queries."""
@@ -186,12 +233,13 @@ async def list_entries(
     "/config/{kind}/{name:path}",
     operation_id="deleteConfigEntry",
     summary="Delete a config entry",
+    response_model=bool | dict[str, str],
     responses=error_responses(400, 403, 404),
 )
 async def delete_entry(
     request: Request,
-    kind: str,
-    name: str,
+    kind: KindParam,
+    name: EntryNameParam,
     options: WriteOptionsDep,
     config: ConfigDep,
     access: AccessDep,
@@ -220,7 +268,7 @@ async def delete_without_name() -> Response:
     "/exported-services",
     operation_id="listExportedServices",
     summary="List the services exported to peers",
-    response_model=list[dict[str, Any]],
+    response_model=list[ResolvedExportShape],
     responses=error_responses(400, 403),
 )
 async def exported_services(
@@ -242,7 +290,7 @@ async def exported_services(
     "/imported-services",
     operation_id="listImportedServices",
     summary="List the services imported from peers",
-    response_model=list[dict[str, str]],
+    response_model=list[ImportedServiceShape],
     responses=error_responses(400, 403),
 )
 async def imported_services(

@@ -41,7 +41,7 @@ _DESCRIPTIONS = {
     400: "Bad input: malformed body, unknown field, invalid name, token, meta or query.",
     401: "`ACL support disabled`: an ACL endpoint was called while ACLs are off.",
     403: "Permission denied, or the peering secret was rejected.",
-    404: "No such peering (or ACL policy or token).",
+    404: "Not found: the peering, ACL policy or token, config entry, or agent service or check named.",
     413: "Request body over 1 MiB.",
     502: "The remote cluster could not be reached or answered badly.",
     503: "The database is unavailable (down or restarting): nothing was written; retry.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from peering.api.catalog_query import CatalogDep, PeerParam, TagParam, blocking, flag, peer_of, read_answer, tags_of
 from peering.api.catalog_render import check_json, health_json
@@ -94,7 +94,7 @@ async def checks(
 )
 async def state(
     request: Request,
-    state: str,
+    state: Annotated[str, Path(description="`passing`, `warning`, `critical`, or `any`.")],
     options: ReadOptionsDep,
     catalog: CatalogDep,
     access: AccessDep,

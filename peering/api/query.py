@@ -95,7 +95,7 @@ class ReadOptions(WriteOptions):
     consistent: bool = False
 
 
-PartitionParam = Annotated[str | None, Query(description="Partition of the peering (`default` when empty).")]
+PartitionParam = Annotated[str | None, Query(description="The partition (`default` when empty).")]
 PrettyParam = Annotated[str | None, Query(description="Present: indent the JSON answer.")]
 
 
