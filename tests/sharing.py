@@ -70,7 +70,9 @@ def registration(
 
 
 def register_all(base_url: str, bodies: Sequence[dict[str, Any]], threads: int = 6) -> None:
-    """Every body through `PUT /v1/catalog/register`, on `threads` keep-alive connections."""
+    """Every body through `PUT /v1/catalog/register`, on `threads` keep-alive connections; one node's bodies
+    all go on one connection (concurrent registrations on one node can be refused with a 503 "the catalog kept
+    changing while the request was checked; retry": tests/test_catalog_concurrency.py)."""
 
     def some(chunk: Sequence[dict[str, Any]]) -> None:
         with httpx.Client(base_url=base_url, timeout=30) as client:
@@ -78,8 +80,11 @@ def register_all(base_url: str, bodies: Sequence[dict[str, Any]], threads: int =
                 answer = client.put("/v1/catalog/register", json=body)
                 assert (answer.status_code, answer.text) == (200, "true"), answer.text
 
+    nodes = sorted({body["Node"] for body in bodies})
+    owner = {node: number % threads for number, node in enumerate(nodes)}
+    chunks = [[body for body in bodies if owner[body["Node"]] == k] for k in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(some, [bodies[k::threads] for k in range(threads)]))
+        list(pool.map(some, chunks))
 
 
 def export(base_url: str, services: Iterable[tuple[str, Sequence[str]]]) -> None:

@@ -20,10 +20,12 @@ pushes to A).
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,9 +168,12 @@ class Pair:
         datacenter = "dc1" if which == "a" else "dc2"
         return self.stack.enter_context(running_cluster(self.tmp / which, "--datacenter", datacenter, *HEARTBEATS))
 
-    def kill_and_restart(self, which: str) -> Cluster:
+    def kill_and_restart(self, which: str, sig: int = signal.SIGKILL, meanwhile: Any = None) -> Cluster:
+        """Stop `which` ("a" or "b") with `sig`, call `meanwhile()`, start it again on its data dir."""
         old = self.a if which == "a" else self.b
-        assert old.stop(signal.SIGKILL) == -signal.SIGKILL
+        assert old.stop(sig) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+        if meanwhile is not None:
+            meanwhile()
         new = self.start(which)
         if which == "a":
             self.a = new
@@ -250,3 +255,59 @@ def test_a_kill_mid_sync_never_leaves_half_a_service_and_the_restart_converges(
         assert not watcher.problems, watcher.problems[:5]
         assert len(watcher.snapshots) >= 3, watcher.snapshots
         assert_imports_equal_exports(cluster(exporter_side), cluster(importer_side), exporter_name, importer_name)
+
+
+def _rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(f"file:{data_dir / 'peering.db'}?mode=ro", uri=True, timeout=30)) as db:
+        return db.execute(sql).fetchall()
+
+
+def _forget_exports(data_dir: Path) -> None:
+    """What an exporter restored from a backup taken before it exported anything holds: no marks."""
+    with closing(sqlite3.connect(data_dir / "peering.db", timeout=30)) as db:
+        db.execute("DELETE FROM export_marks")
+        db.execute("DELETE FROM export_generations")
+        db.commit()
+
+
+@pytest.mark.parametrize("direction", ["pull", "push"])
+def test_an_exporter_that_lost_its_marks_is_followed_by_a_full_resync_that_moves_no_index(
+    tmp_path: Path, direction: str
+) -> None:
+    """SPEC §14 "after any gap a full resync happens by itself": the exporter is stopped and comes back without
+    its export marks (a new generation); the importer takes the full resend (its import state names the new
+    generation) and, the data being identical, no catalog index moves on it."""
+    with ExitStack() as stack:
+        pair = Pair(tmp_path, stack)
+        exporter_side, importer_side = ("a", "b") if direction == "pull" else ("b", "a")
+        exporter_name, importer_name = (A_NAME, B_NAME) if direction == "pull" else (B_NAME, A_NAME)
+
+        def cluster(side: str) -> Cluster:
+            return pair.a if side == "a" else pair.b
+
+        register_all(cluster(exporter_side).http_url, [registration(f"s{i}", f"s{i}-0", "n1") for i in range(20)])
+        export(cluster(exporter_side).http_url, [("*", [exporter_name])])
+        importer_url = cluster(importer_side).http_url
+        wait_for(importer_url, "/v1/imported-services", lambda found: len(found) == 20)
+        before = [
+            httpx.get(f"{importer_url}{path}", params={"peer": importer_name}, timeout=30).headers["X-Consul-Index"]
+            for path in ("/v1/catalog/services", "/v1/health/state/any")
+        ]
+        (old,) = _rows(tmp_path / importer_side, "SELECT generation FROM import_states")[0]
+        pair.kill_and_restart(exporter_side, signal.SIGTERM, lambda: _forget_exports(tmp_path / exporter_side))
+
+        deadline = time.monotonic() + 30
+        while True:  # polled: only the importer's stored import state says that it took the resend
+            exported = _rows(tmp_path / exporter_side, "SELECT generation FROM export_generations")
+            (applied,) = _rows(tmp_path / importer_side, "SELECT generation FROM import_states")[0]
+            if exported and applied == exported[0][0] != old:
+                break
+            assert time.monotonic() < deadline, f"the importer never took generation {exported} (holds {applied})"
+            time.sleep(0.05)
+        after = [
+            httpx.get(f"{importer_url}{path}", params={"peer": importer_name}, timeout=30).headers["X-Consul-Index"]
+            for path in ("/v1/catalog/services", "/v1/health/state/any")
+        ]
+        assert after == before
+        imported = httpx.get(f"{importer_url}/v1/imported-services", timeout=30).json()
+        assert imported == [{"Service": f"s{i}", "SourcePeer": importer_name} for i in sorted(range(20), key=str)]

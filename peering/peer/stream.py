@@ -157,7 +157,8 @@ class Replication:
             WaitMs=int(LONG_POLL * 1000),
         )
         page = await self._call(peering, "exports/pull", request, ExportPage, LONG_POLL)
-        if await self.importer.apply(peering, page, state.applied_seq) is not None:
+        base = 0 if page.full else state.applied_seq  # a full page starts over (a new generation too)
+        if await self.importer.apply(peering, page, base) is not None:
             self._heard(peering, page)
 
     async def _push_once(self, peering: Peering, memory: dict[str, object]) -> None:
