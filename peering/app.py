@@ -171,11 +171,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             app.state.replica = runtime.replica
         if runtime.settings.ui:
             install_ui(app)  # the operator console at /ui/, which calls only the routes above
+        if runtime.acl.enabled:  # inside the fast path, which adds the header to its own answers
+            app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
         app.add_middleware(
             FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
         )
-        if runtime.acl.enabled:  # outside the fast path: its answers carry the header too
-            app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
         app.state.metrics = runtime.cluster.metrics
         app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
         if runtime.settings.trusted_proxies:  # outermost: the log and the ACL checks see the client it finds

@@ -32,6 +32,7 @@ from peering.acl import AclService
 from peering.acl_model import ALLOW_ALL, Access
 from peering.api import deps, peerings, query
 from peering.api.body import MAX_BODY_BYTES, decode_body
+from peering.api.headers import policy_header
 from peering.api.render import PeeringBytes, bytes_response, json_response, read_headers
 from peering.api.schemas import GenerateTokenRequest
 from peering.errors import PeeringError
@@ -159,6 +160,8 @@ class FastPath:
         self._service = service
         self._encoded = encoded
         self._acl = acl if acl is not None and acl.enabled else None
+        # with ACLs on, what `DefaultAclPolicyHeader` adds to the full app's answers (it sits inside this)
+        self._extra = (policy_header(acl.default_policy),) if acl is not None and acl.enabled else ()
         self._table = served_routes(router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,6 +179,11 @@ class FastPath:
                     receive = handed_on
                 break
         await self._app(scope, receive, send)
+
+    async def _answer(self, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        headers += self._extra  # `headers` is this answer's own list
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _access(self, scope: Scope, plain: Query) -> Access:
         """The caller's access, as `deps.get_access` gives it."""
@@ -196,7 +204,9 @@ class FastPath:
             )
         except PeeringError:
             return receive  # the full app gives the documented error
-        await _answer(send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain))
+        await self._answer(
+            send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain)
+        )
         return None
 
     async def _list(
@@ -208,7 +218,7 @@ class FastPath:
             )
         except PeeringError:
             return receive
-        await _answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
+        await self._answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
         return None
 
     async def _token(
@@ -234,7 +244,7 @@ class FastPath:
         except PeeringError:
             return _replay(received, receive)  # refused before anything was written: the route refuses it too
         response = json_response({"PeeringToken": token}, pretty="pretty" in plain)
-        await _answer(send, response.status_code, response.raw_headers, bytes(response.body))
+        await self._answer(send, response.status_code, list(response.raw_headers), bytes(response.body))
         return None
 
 
@@ -266,11 +276,6 @@ def caller_secret(scope: Scope, plain: Query) -> str | None:
     if authorization and scheme and credentials and scheme.lower() == "bearer":
         return credentials
     return None
-
-
-async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:

@@ -1,8 +1,14 @@
-"""A pure ASGI middleware that adds `X-Consul-Default-ACL-Policy` to every answer when ACLs are on."""
+"""A pure ASGI middleware that adds `X-Consul-Default-ACL-Policy` to every answer when ACLs are on (to every
+answer of the full app: `fast_path` adds the same header to its own)."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def policy_header(policy: str) -> tuple[bytes, bytes]:
+    """The raw header (the fast path adds it to its own answers, this middleware to the others)."""
+    return b"x-consul-default-acl-policy", policy.encode("latin-1")
 
 
 class DefaultAclPolicyHeader:
@@ -10,7 +16,7 @@ class DefaultAclPolicyHeader:
 
     def __init__(self, app: ASGIApp, policy: str) -> None:
         self._app = app
-        self._header = (b"x-consul-default-acl-policy", policy.encode())
+        self._header = policy_header(policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
