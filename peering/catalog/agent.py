@@ -57,6 +57,12 @@ def truncated_output(output: str) -> str:
     return f"{output[:MAX_TEXT]} ... (captured {MAX_TEXT} of {len(output)} bytes)"
 
 
+def _no_nul(text: str, what: str) -> None:
+    """A check's output or notes from a query or body: no NUL, as registrations refuse (PostgreSQL cannot store it)."""
+    if "\x00" in text:
+        raise InvalidRequestError(f"{what} must not contain a NUL character")
+
+
 def _tagged(address: str) -> dict[str, str]:
     """The node's tagged addresses, as a Consul agent has them (`lan`, `wan`, and the IP family's variants)."""
     tagged = {"lan": address, "wan": address}
@@ -211,6 +217,7 @@ class AgentOps:
             InvalidRequestError: the check is not a TTL check (`CheckID "..." does not have associated TTL`).
             PermissionDeniedError: the caller lacks `service:write` on its service (`node:write` for a node check).
         """
+        _no_nul(note, "Output")
 
         async def facts(view: NodeView) -> Check | None:
             return await view.check(DEFAULT_PARTITION, self.node_name, check_id)
@@ -244,6 +251,7 @@ class AgentOps:
         """
         if not service_id:
             raise InvalidRequestError("Missing service ID")
+        _no_nul(reason, "Notes")
         check_id = SERVICE_MAINTENANCE_PREFIX + service_id
 
         async def facts(view: NodeView) -> tuple[ServiceInstance | None, Check | None]:
