@@ -262,6 +262,12 @@ def _rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
 
 
+HEAD = (
+    "SELECT g.generation, (SELECT max(seq) FROM export_marks m WHERE m.peering_id = g.peering_id) "
+    "FROM export_generations g"
+)
+
+
 def _forget_exports(data_dir: Path) -> None:
     """What an exporter restored from a backup taken before it exported anything holds: no marks."""
     with closing(sqlite3.connect(data_dir / "peering.db", timeout=30)) as db:
@@ -298,10 +304,10 @@ def test_an_exporter_that_lost_its_marks_is_followed_by_a_full_resync_that_moves
 
         deadline = time.monotonic() + 30
         while True:  # polled: only the importer's stored import state says that it took the resend
-            exported = _rows(tmp_path / exporter_side, "SELECT generation FROM export_generations")
-            (applied,) = _rows(tmp_path / importer_side, "SELECT generation FROM import_states")[0]
-            if exported and applied == exported[0][0] != old:
-                break
+            exported = _rows(tmp_path / exporter_side, HEAD)
+            applied = _rows(tmp_path / importer_side, "SELECT generation, applied_seq FROM import_states")[0]
+            if exported and applied == exported[0] and applied[0] != old:
+                break  # the new generation, up to its head
             assert time.monotonic() < deadline, f"the importer never took generation {exported} (holds {applied})"
             time.sleep(0.05)
         after = [
