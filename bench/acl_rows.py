@@ -114,6 +114,8 @@ def measure(bench: Bench) -> None:
 
 def notes(bench: Bench) -> list[str]:
     """What the report says about these rows."""
+    if not any(row.section == SECTION for row in bench.rows):
+        return []  # not measured in this run
     cpu = bench.data.get("cpu_us_per_request", {})
     per_request = ", ".join(f"{key.removeprefix('acl: ')} {us:.0f} µs" for key, us in cpu.items())
     return [
