@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -434,6 +435,7 @@ def main() -> int:
     print("\n" + text)
     print(json.dumps(summary(bench.data.get(SECTION, {})), indent=1))
     print(f"report: {md}\nraw numbers: {js}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(row.passed is not False for row in bench.rows) else 1
 
 
