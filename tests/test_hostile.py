@@ -6,7 +6,9 @@ heartbeats every 0.2 s, `FAILING` after 2 s without one). The attacker speaks fr
 (`tests.attack.ATTACKERS`), mostly from `tests.hostile_client`, a process of its own so that its CPU does
 not delay the measurements; legitimate reads, and B's heartbeats, come from 127.0.0.1. While it attacks,
 a thread reads the peering on both sides every 0.1 s (every answer must be 200 `ACTIVE`) and another
-times legitimate reads of A, each on a new connection.
+times legitimate reads of A, each on a new connection. What keeps those reads fast is A holding each busy
+source to its fair share of the event loop (`peering/server/fairness.py`; `PEERING_FAIR_SHARE_LOAD=0`
+in the environment turns it off, for a comparison).
 
 Bounds: a legitimate read within 100 ms at the 95th percentile and none slower than 0.5 s (the machine is
 shared by other work, so single reads are noisy; a held event loop, which is what the bounds are for,
