@@ -202,8 +202,10 @@ def test_hostile_values_in_every_body_field(cluster: Cluster, route: str) -> Non
         for value in REPRESENTATIVES:
             run.hypothesis.inner_test(field=field, value=value, management=True)  # type: ignore[attr-defined]
     run()
+    print(route, dict(sorted(statuses.items())))  # noqa: T201 -- the figures of a run, with -s
     assert statuses.total() >= MINIMUM + len(fields) * len(REPRESENTATIVES), statuses
     assert statuses[400] > 0, statuses
+    assert statuses[200] > 0, statuses  # some hostile values are fine (stored, then rendered below)
     for listing in LISTINGS:
         _ok(_send(cluster, "GET", listing, b"", AUTH), {200})
     assert not server_errors(cluster, since), server_errors(cluster, since)[:3]
@@ -323,7 +325,9 @@ def test_repeated_tags_a_huge_peer_and_non_utf8_bytes_are_answered_in_bounded_ti
         return answer
 
     same = get("/v1/health/service/web?" + "&".join(["tag=v1"] * 2_000), {200})
-    assert [e["Service"]["ID"] for e in same.json()] == ["web-1"]  # every tag given is v1: the instance has it
+    # every tag given is v1: the seeded instance has it (and the others the body test may have registered)
+    assert ("n1", "web-1") in {(e["Node"]["Node"], e["Service"]["ID"]) for e in same.json()}
+    assert all("v1" in e["Service"]["Tags"] for e in same.json())
     different = get("/v1/catalog/service/web?" + "&".join(f"tag=t{i}" for i in range(1_500)), {200})
     assert different.json() == []
     too_many = get("/v1/health/service/web?" + "&".join(["tag=v1"] * 5_000), {HEAD_TOO_LARGE})
