@@ -34,6 +34,8 @@ class Caller(Access):
     """A request's access with ACLs on: the token is resolved whenever a permission is needed (from memory,
     so a token deleted or expired while a long request runs stops working at its next check)."""
 
+    enforced = True
+
     def __init__(self, resolver: Resolver, secret: str | None, source: str | None) -> None:
         self._resolver = resolver
         self._secret = secret

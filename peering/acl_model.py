@@ -252,6 +252,8 @@ def allows(policies: Sequence[Rules], resource: str, need: Level, default_allow:
 class Access:
     """What a caller may do. The base class allows everything (ACLs off); `acl.Caller` checks rules."""
 
+    enforced = False  # whether any check can refuse (False: every check passes without reading anything)
+
     async def require(self, resource: str, level: Level) -> None:
         """Return if the caller may `level` the `resource`.
 

@@ -1,5 +1,6 @@
 """Concurrent registrations on one node (SPEC §13): each is a separate request and each should succeed, as
-in Consul; found by the sharing tests (tests/sharing.py registers a node's instances on one connection)."""
+in Consul. Found by the sharing tests: with ACLs off the vetting compare-and-set used to give up with a 503
+when other writers kept adding instances to the node; now, without ACLs, check and write are one unit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.cluster import running_cluster
 from tests.sharing import registration
@@ -16,11 +16,6 @@ from tests.sharing import registration
 WRITERS, EACH = 8, 25
 
 
-@pytest.mark.xfail(
-    strict=False,  # how many collide depends on the timing: usually some of the 200 do, not always
-    reason="catalog/vetting.py compares the node's instance list before and inside the unit even with ACLs off; "
-    "other writers adding instances to the node make it give up after 5 attempts with a 503",
-)
 def test_concurrent_registrations_on_one_node_all_succeed(tmp_path: Path) -> None:
     with running_cluster(tmp_path / "data") as cluster:
 

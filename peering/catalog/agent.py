@@ -182,7 +182,7 @@ class AgentOps:
                 elif (left.service_name, left.service_tags) != (saved.service, saved.tags):
                     await tx.catalog.save_check(replace(left, service_name=saved.service, service_tags=saved.tags))
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
 
     async def _owned(self, access: Access, instance: ServiceInstance | None, service_id: str) -> ServiceInstance:
         if instance is None:
@@ -207,7 +207,7 @@ class AgentOps:
         async def write(tx: Transaction, existing: ServiceInstance | None) -> None:
             await tx.catalog.delete_service(DEFAULT_PARTITION, "", self.node_name, service_id)
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
 
     async def update_ttl(self, check_id: str, status: Health, note: str, *, access: Access = ALLOW_ALL) -> None:
         """`PUT /v1/agent/check/pass|warn|fail/{check_id}?note=`: set a TTL check's status and output, renew it.
@@ -238,7 +238,7 @@ class AgentOps:
             deadline = self._cluster.now() + timedelta(seconds=check.ttl)
             await tx.catalog.save_check(replace(check, status=status, output=truncated_output(note), deadline=deadline))
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
 
     async def maintenance(self, service_id: str, enable: bool, reason: str, *, access: Access = ALLOW_ALL) -> None:
         """`PUT /v1/agent/service/maintenance/{service_id}?enable=&reason=`: add or remove Consul's
@@ -283,7 +283,7 @@ class AgentOps:
                     )
                 )
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
 
     async def services(self, *, access: Access = ALLOW_ALL) -> Result[list[ServiceInstance]]:
         """`GET /v1/agent/services`: the agent node's instances the caller may read (`service:read`)."""

@@ -173,7 +173,7 @@ class CatalogService:
                     )
                 )
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
         log.debug("catalog registration", extra={"node": node.node, "partition": partition})
 
     @staticmethod
@@ -235,4 +235,4 @@ class CatalogService:
             else:
                 await tx.catalog.delete_node(partition, "", name)
 
-        await vetted(self._cluster, facts, vet, write)
+        await vetted(self._cluster, facts, vet, write, enforced=access.enforced)
