@@ -20,6 +20,7 @@ from peering.api import catalog as catalog_routes
 from peering.api import config as config_routes
 from peering.api import health as health_routes
 from peering.api.access_log import RequestLog
+from peering.api.blocking import BlockingQueries
 from peering.api.fast_path import FastPath
 from peering.api.forwarded import TrustedProxies
 from peering.api.headers import DefaultAclPolicyHeader
@@ -176,6 +177,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(
             FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
         )
+        # held blocking queries wait above the route stack, and a write reads each distinct one once
+        app.add_middleware(BlockingQueries, notifier=runtime.cluster.notifier, metrics=runtime.cluster.metrics)
         app.state.metrics = runtime.cluster.metrics
         app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
         if runtime.settings.trusted_proxies:  # outermost: the log and the ACL checks see the client it finds

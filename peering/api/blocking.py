@@ -1,0 +1,395 @@
+"""Blocking queries held outside the route stack (issue 16: 10,000 watchers on one replica).
+
+A blocking query (`GET ...?index=N`, SPEC §3) that would wait costs, held inside its route, the whole
+FastAPI stack of the request (routing, exit stacks, the solved dependencies, the endpoint) plus the
+tasks and timers of the wait: about 33 KiB a query, 330 MiB for 10,000. And each write woke every
+waiter to read and render the same answer again, one by one.
+
+This middleware holds them itself. It answers a blocking query's request once without `index` and
+`wait` (a plain read through the app below, so every check, message and header is the route's own):
+when that answer's `X-Consul-Index` already passes `N`, it is the answer. Otherwise the request is
+parked: its task waits only for its client to go (`receive()`), and the parked queries that ask the
+same thing (path, query, headers, client address: what a route's answer can depend on) share one
+group. After a write (the notifier fired) each group is read once more, and its answer goes to every
+member whose index it passes; at a member's deadline it gets the group's current answer. A client that
+goes away is out of its group at once (its `receive()` returns). At shutdown (`notifier.close()`) every
+parked query is answered, as the routes answer theirs.
+
+What it does not take, it hands to the app unchanged, where the routes block as before: an answer that
+is not a 200 with an index (an unknown peering's 404 is answered after the wait), a malformed `index`
+or `wait` (the route's 400), no `index`, `index=0` or `wait=0` (answered at once anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import unquote_plus
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from peering.api.frozen import Freezer
+from peering.api.query import CLIENT_CLOSED, DEFAULT_WAIT, MAX_WAIT, parse_duration, parse_index
+from peering.errors import InvalidRequestError
+from peering.metrics import Metrics
+from peering.notifier import Notifier, Watch
+
+log = logging.getLogger("peering.api")
+
+_INDEX_HEADER = b"x-consul-index"
+BUCKET = 0.1  # s: deadlines are kept in steps of this (a wait ends up to this much late)
+FRESH_FOR = 1.0  # s: a group's answer that new members may take as theirs (see `_fresh`)
+CHUNK = 64  # answers sent in one turn of the event loop
+_FOLLOW_SECONDS = 3600.0  # the dispatcher's wait for the next write, renewed for ever
+_FAILED = (500, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")], b"Internal Server Error")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole response as the app sent it, and its `X-Consul-Index` (None unless a 200 with one)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    index: int | None
+
+
+class _Member:
+    """One parked request (`send` is dropped once it is answered or gone: nothing else keeps its request)."""
+
+    __slots__ = ("answered", "bucket", "expired", "group", "min_index", "send")
+
+    def __init__(self, send: Send, min_index: int, group: _Group, bucket: int) -> None:
+        self.send: Send | None = send
+        self.min_index = min_index
+        self.group = group
+        self.bucket = bucket
+        self.expired = False
+        self.answered = False
+
+
+@dataclass(eq=False, slots=True)
+class _Group:
+    """Parked requests that ask the same thing; `base` is the scope their plain read runs with."""
+
+    key: tuple[Any, ...]
+    base: Scope
+    members: dict[_Member, None] = field(default_factory=dict)
+    dirty: bool = False
+    task: asyncio.Task[None] | None = None
+    answer: Answer | None = None  # the last read's answer, the dispatcher's generation and the loop's
+    generation: int = -1  # time when that read started, and the route it matched (for the request log)
+    read_at: float = -math.inf
+    route: Any = None
+
+
+class Blocking(NamedTuple):
+    """What a blocking query asks: `plain` is its query without index and wait."""
+
+    min_index: int
+    wait: float
+    plain: bytes
+    consistent: bool
+
+
+def blocking_params(raw: bytes) -> Blocking | None:
+    """What a blocking query worth parking asks, else None (no index, index 0, wait 0, or a malformed value
+    the route answers with its 400). The first value of each counts, as in `query.first_value`."""
+    index: int | None = None
+    wait: float | None = None
+    kept: list[bytes] = []
+    consistent = False
+    for part in raw.split(b"&"):
+        name, _, value = part.partition(b"=")
+        named = _decoded(name)
+        if named not in ("index", "wait"):
+            kept.append(part)
+            consistent = consistent or named == "consistent"
+            continue
+        try:
+            if named == "index" and index is None:
+                index = parse_index(_decoded(value))
+            elif named == "wait" and wait is None:
+                wait = min(parse_duration(_decoded(value)), MAX_WAIT)
+        except (InvalidRequestError, ValueError):
+            return None
+    if not index or wait == 0:
+        return None
+    return Blocking(index, DEFAULT_WAIT if wait is None else wait, b"&".join(kept), consistent)
+
+
+def _decoded(raw: bytes) -> str:
+    """A query string's name or value as Starlette reads it (percent-decoded, `+` a space, Latin-1)."""
+    text = raw.decode("latin-1")
+    return unquote_plus(text) if b"%" in raw or b"+" in raw else text
+
+
+class BlockingQueries:
+    """The middleware; `notifier` is the one the store's writes fire, `metrics` counts parked queries."""
+
+    def __init__(self, app: ASGIApp, *, notifier: Notifier, metrics: Metrics | None = None) -> None:
+        self._app = app
+        self._notifier = notifier
+        self._metrics = metrics
+        self._groups: dict[tuple[Any, ...], _Group] = {}
+        self._buckets: dict[int, dict[_Member, None]] = {}  # members by deadline, in steps of `BUCKET` s
+        self._generation = 0  # dispatcher wake-ups so far (a read that started before one may be stale)
+        self._follower: asyncio.Task[None] | None = None
+        self._outbox: deque[tuple[Send, Answer]] = deque()
+        self._courier: asyncio.Task[None] | None = None
+        self._slow: set[asyncio.Task[None]] = set()  # deliveries that had to wait for their client
+        self._freezer = Freezer()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = None
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["query_string"]:
+            wanted = blocking_params(scope["query_string"])
+        if wanted is None or self._notifier.closed:
+            await self._app(scope, receive, send)
+            return
+        min_index = wanted.min_index
+        key = _key(scope, wanted.plain)
+        group = self._groups.get(key)
+        if group is not None and not wanted.consistent and self._fresh(group, min_index):
+            member = self._join(key, scope, send, min_index, wanted.wait)  # nothing newer to read yet
+            if group.route is not None:
+                scope["route"] = group.route
+        else:
+            self._follow()  # before the read: a write from here on is seen by the dispatcher
+            generation, started = self._generation, asyncio.get_running_loop().time()
+            base = {**scope, "query_string": wanted.plain}
+            answer = await self._read(base, scope)
+            if answer.index is None:
+                await self._app(scope, receive, send)  # the route blocks (or refuses) as it always did
+                return
+            if answer.index > min_index:
+                await _deliver(send, answer)
+                return
+            member = self._join(key, base, send, min_index, wanted.wait)
+            group = member.group
+            if generation != self._generation:
+                self._trigger(group)  # a write came between the read and now
+            elif started > group.read_at:
+                group.answer, group.generation, group.read_at = answer, generation, started
+                group.route = scope.get("route")
+            del answer, base, group  # what a parked request keeps is its member and this frame: nothing more
+        try:
+            with self._metrics.blocking_query() if self._metrics is not None else contextlib.nullcontext():
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # returns when the client goes, or when its answer is sent
+        finally:
+            self._leave(member)
+        if not member.answered:
+            log.debug("blocking query abandoned by the client")  # the request log line names the path
+            await send({"type": "http.response.start", "status": CLIENT_CLOSED, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _read(self, base: Scope, origin: Scope | None = None) -> Answer:
+        """The plain read of `base` through the app, captured (the matched route is copied to `origin`,
+        where the request log finds it)."""
+        scope = dict(base)
+        status, headers, body = 500, [], bytearray()
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status, headers = message["status"], list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        first: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> Message:
+            return first.pop() if first else {"type": "http.disconnect"}
+
+        await self._app(scope, receive, capture)
+        if origin is not None and "route" in scope:
+            origin["route"] = scope["route"]
+        index = None
+        if status == 200:
+            for name, value in headers:
+                if name == _INDEX_HEADER and value.isdigit():
+                    index = int(value)
+        return Answer(status, headers, bytes(body), index)
+
+    def _join(self, key: tuple[Any, ...], base: Scope, send: Send, min_index: int, wait: float) -> _Member:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(key, base)
+        loop = asyncio.get_running_loop()
+        bucket = math.ceil((loop.time() + wait) / BUCKET)
+        member = _Member(send, min_index, group, bucket)
+        group.members[member] = None
+        self._freezer.joined()
+        due = self._buckets.get(bucket)
+        if due is None:
+            due = self._buckets[bucket] = {}
+            loop.call_at(bucket * BUCKET, self._expire, bucket)
+        due[member] = None
+        return member
+
+    def _fresh(self, group: _Group, index: int | None = None) -> bool:
+        """Whether `group`'s last answer is what a read would answer now: no write came since its read
+        started, none is in progress, it is under `FRESH_FOR` s old (a token that expired since is refused
+        by the next read) and, with `index`, it has nothing newer than `index` to tell."""
+        answer = group.answer
+        return (
+            answer is not None
+            and answer.index is not None
+            and (index is None or answer.index <= index)
+            and group.task is None
+            and group.generation == self._generation
+            and asyncio.get_running_loop().time() - group.read_at < FRESH_FOR
+        )
+
+    def _follow(self) -> None:
+        """Start the dispatcher once; its first watch is taken now, before any read it must cover."""
+        if self._follower is None or self._follower.done():
+            watch = self._notifier.watch()
+            self._follower = asyncio.get_running_loop().create_task(self._dispatch(watch), name="blocking-queries")
+
+    async def _dispatch(self, watch: Watch) -> None:
+        while True:
+            if not await watch.wait(_FOLLOW_SECONDS):
+                continue
+            watch = self._notifier.watch()
+            self._generation += 1
+            closed = self._notifier.closed
+            for group in list(self._groups.values()):
+                if closed:
+                    for member in group.members:
+                        member.expired = True
+                self._trigger(group)
+            if closed:
+                return
+
+    def _trigger(self, group: _Group) -> None:
+        """Read `group` again (once more after the read in progress, if there is one)."""
+        group.dirty = True
+        if group.task is None:
+            group.task = asyncio.get_running_loop().create_task(self._reread(group))
+
+    async def _reread(self, group: _Group) -> None:
+        try:
+            while group.dirty and group.members:
+                group.dirty = False
+                generation, started = self._generation, asyncio.get_running_loop().time()
+                try:
+                    answer = await self._read(group.base)
+                except Exception:
+                    log.exception("a parked blocking query's read failed")
+                    answer = Answer(*_FAILED, None)
+                group.answer, group.generation, group.read_at = answer, generation, started
+                for member in list(group.members):
+                    if answer.index is None or answer.index > member.min_index or member.expired:
+                        self._answer(member, answer)
+        finally:
+            group.task = None
+            if not group.members:
+                self._emptied(group)
+
+    def _expire(self, bucket: int) -> None:
+        """The members due now get their group's answer, read again unless no write came since."""
+        for member in self._buckets.pop(bucket, {}):
+            member.expired = True
+            group = member.group
+            if self._fresh(group) and group.answer is not None:
+                self._answer(member, group.answer)
+            else:
+                self._trigger(group)
+
+    def _answer(self, member: _Member, answer: Answer) -> None:
+        send = member.send
+        if member.answered or send is None:
+            return
+        member.answered = True
+        self._leave(member)
+        self._outbox.append((send, answer))
+        if self._courier is None or self._courier.done():
+            self._courier = asyncio.get_running_loop().create_task(self._deliver_all())
+
+    async def _deliver_all(self) -> None:
+        """Send what is in the outbox, `CHUNK` answers a turn of the event loop, so that the other
+        requests are served in between (a wake of 10,000 does not hold the loop for its whole length)."""
+        outbox = self._outbox
+        while outbox:
+            for _ in range(min(CHUNK, len(outbox))):
+                send, answer = outbox.popleft()
+                self._drive(_deliver(send, answer))
+            await asyncio.sleep(0)
+
+    def _drive(self, delivery: Coroutine[Any, Any, None]) -> None:
+        """Run `delivery` here; only if it has to wait (its client does not read) does it become a task."""
+        try:
+            waiting_for = delivery.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("sending a parked blocking query's answer failed")
+            return
+        task = asyncio.get_running_loop().create_task(_resume(delivery, waiting_for))
+        self._slow.add(task)
+        task.add_done_callback(self._slow.discard)
+
+    def _leave(self, member: _Member) -> None:
+        if member.send is None:
+            return  # left already
+        member.send = None
+        self._freezer.left()
+        due = self._buckets.get(member.bucket)
+        if due is not None:
+            due.pop(member, None)
+        group = member.group
+        if member in group.members:
+            del group.members[member]
+            if not group.members and group.task is None:
+                self._emptied(group)
+
+    def _emptied(self, group: _Group) -> None:
+        """`group` has no members: it goes once its answer is no longer fresh (the watchers it answered
+        ask again at once, and take that answer as theirs instead of reading again)."""
+
+        def drop() -> None:
+            if not group.members and group.task is None and self._groups.get(group.key) is group:
+                del self._groups[group.key]
+
+        asyncio.get_running_loop().call_later(FRESH_FOR, drop)
+
+
+def _key(scope: Scope, plain: bytes) -> tuple[Any, ...]:
+    """What a route's answer to a plain read can depend on: path, query, client address, headers."""
+    client = scope.get("client")
+    return (scope.get("root_path", ""), scope["path"], plain, client[0] if client else "", tuple(scope["headers"]))
+
+
+async def _resume(delivery: Coroutine[Any, Any, None], waiting_for: Any) -> None:
+    """Carry on a delivery that stopped to wait for `waiting_for` (what it yielded, as a coroutine yields
+    to its task), as its task would."""
+    while True:
+        try:
+            if isinstance(waiting_for, asyncio.Future):
+                await asyncio.wait((waiting_for,))
+            else:
+                await asyncio.sleep(0)  # a bare yield
+        except asyncio.CancelledError:
+            delivery.close()
+            raise
+        try:
+            waiting_for = delivery.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("sending a parked blocking query's answer failed")
+            return
+
+
+async def _deliver(send: Send, answer: Answer) -> None:
+    """Send `answer` (each time with its own header list: a middleware may add to it)."""
+    await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+    await send({"type": "http.response.body", "body": answer.body})
