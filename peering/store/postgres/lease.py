@@ -72,6 +72,7 @@ class PostgresLeadership:
         self._retry = min(retry, ttl / 3)
         self._monotonic = monotonic
         self._conn: asyncpg.Connection | None = None
+        self._connecting = asyncio.Lock()
         self._deadline = 0.0  # monotonic time our trust in the lease ends
         self.epoch = 0
         self.acquired = 0  # how many times this replica took the lease (tests, logs)
@@ -98,9 +99,12 @@ class PostgresLeadership:
             return ""
 
     async def _connection(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await connect(self._dsn, max(0.5, self._ttl / 3))
-        return self._conn
+        # one connect at a time: a renewal and an owner read racing here would each open one, and the
+        # connection overwritten would never be closed (a socket leaked)
+        async with self._connecting:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await connect(self._dsn, max(0.5, self._ttl / 3))
+            return self._conn
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
