@@ -37,13 +37,20 @@ def is_unavailable(exc: BaseException) -> bool:
         # connection cannot be used, the statement was never the problem
         return True
     # "connection is closed", "pool is closing": the interface's word for a dead connection; "another
-    # operation is in progress / is cancelling": a connection a restart left mid-operation. Its other
-    # errors (bad arguments, misuse) are bugs and must stay loud
+    # operation is in progress / is cancelling": a connection a restart left mid-operation; "released back
+    # to the pool": a pooled connection that died under its user went back to the pool by itself (the
+    # store never uses one after giving it back). Its other errors (bad arguments, misuse) are bugs and
+    # must stay loud
     return isinstance(exc, asyncpg.InterfaceError) and any(word in str(exc) for word in _DEAD_CONNECTION)
 
 
 # what asyncpg's InterfaceError says of a connection that cannot run a statement now
-_DEAD_CONNECTION = ("clos", "another operation is in progress", "another operation is cancelling")
+_DEAD_CONNECTION = (
+    "clos",
+    "another operation is in progress",
+    "another operation is cancelling",
+    "released back to the pool",
+)
 
 
 @contextmanager
