@@ -2,8 +2,10 @@
 
 A pool of connections. Each write transaction holds the counter row's lock from its BEGIN to its
 COMMIT (see `queries.py`), so writers across every replica are serialised exactly as SQLite's single
-writer is, and what the protocol promises holds unchanged. A transaction returns only after its
-COMMIT, so an answered write is a durable one (`synchronous_commit` on, the server's default).
+writer is, and what the protocol promises holds unchanged. The units of work of one replica that
+queue up meanwhile share the next transaction, a savepoint each (`group.py`, as SQLite's groups). A
+unit returns only after its group's COMMIT, so an answered write is a durable one
+(`synchronous_commit` on, the server's default).
 
 Failures to reach the database come out as `DatabaseUnavailableError` (`errors.py`), within a time
 budget: connecting, waiting for a pooled connection and every statement are bounded by `budget`.
@@ -13,7 +15,6 @@ A read that finds its pooled connection dead (the server restarted) is retried o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from peering.store.postgres import catalog as c
 from peering.store.postgres import queries as q
 from peering.store.postgres.acl import PostgresAclReads, PostgresAclWrites
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
+from peering.store.postgres.group import MAX_UNITS, GroupCommit
 from peering.store.postgres.rows import from_row, to_args
 from peering.store.postgres.rows import utc as _utc
 from peering.store.postgres.schema import migrate
@@ -198,9 +200,10 @@ class PostgresTransaction:
 class PostgresStore:
     """The shared store of several replicas: one PostgreSQL database (15 or newer)."""
 
-    def __init__(self, pool: asyncpg.Pool, budget: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, budget: float, *, group_units: int = MAX_UNITS) -> None:
         self._pool = pool
         self._budget = budget
+        self.group = GroupCommit(pool, budget, max_units=group_units)
         self._acl = PostgresAclReads(self.fetch)
         snapshot = c.pool_snapshot(pool, budget)  # the catalog part's reads (store/postgres/catalog.py)
         self.catalog = c.PostgresCatalogReads(snapshot)
@@ -213,12 +216,19 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, budget: float = 5.0, max_connections: int = 10, idle_in_transaction_timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        budget: float = 5.0,
+        max_connections: int = 10,
+        idle_in_transaction_timeout: float = 10.0,
+        group_units: int = MAX_UNITS,
     ) -> PostgresStore:
         """Connect to `dsn` (`postgresql://…`) and create or migrate the schema.
 
         `idle_in_transaction_timeout` lets the server end the session of a replica that stalls inside a
         write transaction (frozen, partitioned), which would otherwise hold every writer's lock.
+        `group_units` bounds how many units of work one transaction holds (`group.py`).
 
         Raises:
             DatabaseUnavailableError: the database cannot be reached.
@@ -245,62 +255,28 @@ class PostgresStore:
         except BaseException:
             pool.terminate()
             raise
-        return cls(pool, budget)
+        return cls(pool, budget, group_units=group_units)
 
     async def close(self) -> None:
         """Close every connection (waiting for those in use at most `budget` seconds)."""
         try:
             async with asyncio.timeout(self._budget):
+                await self.group.close()
                 await self._pool.close()
         except TimeoutError:
             self._pool.terminate()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """A write transaction; it returns only once its COMMIT is done.
+        """A write transaction, committed in a group with the units queued behind it (`group.py`); it returns
+        only once that COMMIT is done.
 
         Raises:
             DatabaseUnavailableError: the database failed it; nothing is acknowledged (a COMMIT that was cut
                 off may still have landed, as with any database: callers must not assume either way).
         """
-        async with self._begun() as conn:
-            try:
-                yield PostgresTransaction(conn)
-            except BaseException:
-                await _rollback(conn)
-                raise
-            try:
-                with unavailable_as_error():
-                    await conn.execute("COMMIT")
-            except BaseException:
-                await _rollback(conn)  # the COMMIT may have landed or not: unknown, so not acknowledged
-                raise
-
-    @asynccontextmanager
-    async def _begun(self) -> AsyncIterator[Conn]:
-        """A pooled connection inside a write transaction that holds the writers' lock."""
-        for attempt in (1, 2):
-            with unavailable_as_error():
-                conn = await self._pool.acquire(timeout=self._budget)
-            try:
-                await conn.execute(q.BEGIN_WRITE)
-            except BaseException as exc:
-                if is_unavailable(exc):
-                    _terminate(conn)  # its state is unknown (cut mid-operation): the pool opens a new one
-                else:
-                    await _rollback(conn)
-                await self._pool.release(conn)
-                # a pooled connection the server dropped (restart): BEGIN did not run, try one fresh one
-                if attempt == 1 and is_unavailable(exc) and not isinstance(exc, TimeoutError):
-                    continue
-                if is_unavailable(exc):
-                    raise DatabaseUnavailableError() from exc
-                raise
-            try:
-                yield conn
-            finally:
-                await self._pool.release(conn)
-            return
+        async with self.group.unit() as conn:
+            yield PostgresTransaction(conn)
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
         """The rows of one statement outside a transaction (retried once on a dead pooled connection); none
@@ -373,26 +349,3 @@ class PostgresStore:
             reaped = _changed(await tx.execute(q.REAP_CHANGES, before_index))
             await tx.execute(q.RAISE_HORIZON, before_index)
         return reaped
-
-
-def _terminate(conn: Conn) -> None:
-    """Close a connection whose protocol state is unknown, unless it already went back to its pool."""
-    with contextlib.suppress(asyncpg.InterfaceError):  # a pooled connection that died went back by itself
-        conn.terminate()
-
-
-async def _rollback(conn: Conn) -> None:
-    """End the connection's transaction, if it still has one; a connection that cannot is closed (the
-    pool then replaces it), never handed to the next user mid-transaction."""
-    try:
-        if conn.is_closed() or not conn.is_in_transaction():
-            return
-    except asyncpg.InterfaceError:  # a pooled connection that died went back to its pool by itself
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except Exception:  # noqa: BLE001 -- the error that brought us here is the one to report
-        conn.terminate()
-    except BaseException:  # cancelled while rolling back
-        conn.terminate()
-        raise
