@@ -202,6 +202,8 @@ async def fetch(
         return answer
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def gauge(host: str, port: int) -> float:
@@ -339,7 +341,9 @@ ROUTES = {
 }
 
 
-async def measure(host: str, port: int, pid: int, route: Route, count: int, hold: float = 5.0) -> Figures:
+async def measure(
+    host: str, port: int, pid: int, route: Route, count: int, *, hold: float = 5.0, settle: float = 1.0
+) -> Figures:
     """Hold `count` blocking queries on `route` for `hold` s, wake them with one write (each watcher asks
     again at once, as clients do), then close them; the probe reads all along."""
     raise_fd_limit(count + 256)
@@ -360,7 +364,7 @@ async def measure(host: str, port: int, pid: int, route: Route, count: int, hold
     await warm.answers(30)
     warm.close()
     await gauge_reaches(host, port, 0, 10)
-    await asyncio.sleep(1.0)  # the allocator's trim timer runs every 0.5 s
+    await asyncio.sleep(settle)  # the allocator's trim timer runs every 0.5 s
     figures.rss_before_mb = rss_mb(pid)
     probe = Probe(host, port, "/v1/peering/watched-0")
     fleet = Fleet(host, port)
@@ -390,12 +394,12 @@ async def measure(host: str, port: int, pid: int, route: Route, count: int, hold
             figures.notes.append("the re-armed queries were not all held again")
         rearmed = time.monotonic()
         figures.rearm_seconds = rearmed - written
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(settle)
         closed = time.monotonic()
         fleet.close()
         freed = await gauge_reaches(host, port, 0, 30, every=0.005)
         figures.freed_gauge_ms = None if freed is None else (time.monotonic() - closed) * 1000
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(settle)
         figures.rss_after_close_mb = rss_mb(pid)
     finally:
         fleet.close()

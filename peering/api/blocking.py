@@ -29,14 +29,12 @@ import math
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-from urllib.parse import unquote_plus
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peering.api.frozen import Freezer
-from peering.api.query import CLIENT_CLOSED, DEFAULT_WAIT, MAX_WAIT, parse_duration, parse_index
-from peering.errors import InvalidRequestError
+from peering.api.query import CLIENT_CLOSED, blocking_params
 from peering.metrics import Metrics
 from peering.notifier import Notifier, Watch
 
@@ -87,47 +85,6 @@ class _Group:
     generation: int = -1  # time when that read started, and the route it matched (for the request log)
     read_at: float = -math.inf
     route: Any = None
-
-
-class Blocking(NamedTuple):
-    """What a blocking query asks: `plain` is its query without index and wait."""
-
-    min_index: int
-    wait: float
-    plain: bytes
-    consistent: bool
-
-
-def blocking_params(raw: bytes) -> Blocking | None:
-    """What a blocking query worth parking asks, else None (no index, index 0, wait 0, or a malformed value
-    the route answers with its 400). The first value of each counts, as in `query.first_value`."""
-    index: int | None = None
-    wait: float | None = None
-    kept: list[bytes] = []
-    consistent = False
-    for part in raw.split(b"&"):
-        name, _, value = part.partition(b"=")
-        named = _decoded(name)
-        if named not in ("index", "wait"):
-            kept.append(part)
-            consistent = consistent or named == "consistent"
-            continue
-        try:
-            if named == "index" and index is None:
-                index = parse_index(_decoded(value))
-            elif named == "wait" and wait is None:
-                wait = min(parse_duration(_decoded(value)), MAX_WAIT)
-        except (InvalidRequestError, ValueError):
-            return None
-    if not index or wait == 0:
-        return None
-    return Blocking(index, DEFAULT_WAIT if wait is None else wait, b"&".join(kept), consistent)
-
-
-def _decoded(raw: bytes) -> str:
-    """A query string's name or value as Starlette reads it (percent-decoded, `+` a space, Latin-1)."""
-    text = raw.decode("latin-1")
-    return unquote_plus(text) if b"%" in raw or b"+" in raw else text
 
 
 class BlockingQueries:

@@ -13,7 +13,8 @@ import logging
 import re
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
+from urllib.parse import unquote_plus
 
 from fastapi import Depends, Query, Request, Response
 from starlette.types import Receive
@@ -32,6 +33,7 @@ _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanosecon
 # ASCII digits only (`\d` would take `٣`); the units are Go's, including its two spellings of micro
 _DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PARSED_MAX, _PARSED_LENGTH = 1024, 512  # blocking queries' query strings whose parse is kept
 CLIENT_CLOSED = 499  # "client closed request" (nginx's code): what the log and metrics record; nobody receives it
 
 T = TypeVar("T")
@@ -190,3 +192,60 @@ async def unless_abandoned(request: Request, work: Coroutine[Any, Any, T]) -> T 
         await call
     log.debug("blocking query abandoned by the client")  # the request log line names the path
     return Response(status_code=CLIENT_CLOSED)
+
+
+class Blocking(NamedTuple):
+    """What a blocking query asks: `plain` is its query without index and wait."""
+
+    min_index: int
+    wait: float
+    plain: bytes
+    consistent: bool
+
+
+_PARSED: dict[bytes, Blocking | None] = {}
+
+
+def blocking_params(raw: bytes) -> Blocking | None:
+    """What a blocking query worth parking asks, else None (no index, index 0, wait 0, or a malformed value
+    the route answers with its 400). The first value of each counts, as in `query.first_value`.
+
+    Watchers re-arm with the same query (the index they were all answered with): recent ones are kept."""
+    if raw in _PARSED:
+        return _PARSED[raw]
+    parsed = _parse(raw)
+    if len(raw) <= _PARSED_LENGTH:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[raw] = parsed
+    return parsed
+
+
+def _parse(raw: bytes) -> Blocking | None:
+    index: int | None = None
+    wait: float | None = None
+    kept: list[bytes] = []
+    consistent = False
+    for part in raw.split(b"&"):
+        name, _, value = part.partition(b"=")
+        named = _decoded(name)
+        if named not in ("index", "wait"):
+            kept.append(part)
+            consistent = consistent or named == "consistent"
+            continue
+        try:
+            if named == "index" and index is None:
+                index = parse_index(_decoded(value))
+            elif named == "wait" and wait is None:
+                wait = min(parse_duration(_decoded(value)), MAX_WAIT)
+        except (InvalidRequestError, ValueError):
+            return None
+    if not index or wait == 0:
+        return None
+    return Blocking(index, DEFAULT_WAIT if wait is None else wait, b"&".join(kept), consistent)
+
+
+def _decoded(raw: bytes) -> str:
+    """A query string's name or value as Starlette reads it (percent-decoded, `+` a space, Latin-1)."""
+    text = raw.decode("latin-1")
+    return unquote_plus(text) if b"%" in raw or b"+" in raw else text
