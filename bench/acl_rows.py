@@ -31,7 +31,7 @@ from bench.populate import CONNECTIONS, READ_NAME
 from bench.procs import Server
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 
 def log(message: str) -> None:
@@ -128,7 +128,7 @@ def notes(bench: Bench) -> list[str]:
 
 def main() -> int:
     from bench import report
-    from bench.run import Bench, Plan
+    from bench.harness import Bench, Plan
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true")

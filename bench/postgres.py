@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 import httpx
 import orjson
 
+from bench.harness import log
 from bench.load import Target
 from bench.populate import READ_NAME, WRITE_PARTITION, partition_of, populate
 from bench.procs import Server, StartError
 from tests.postgres import PostgresMissingError, PostgresServer, running_server
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 SIZES = (10, 1000)
 SECTION = "postgres"
@@ -63,8 +64,6 @@ def measure(bench: Bench) -> None:
 
 
 def _measure(bench: Bench, server: PostgresServer) -> None:
-    from bench.run import log  # the runner's log format (imported late: run imports this module)
-
     plan, tmp = bench.plan, bench.tmp
     version = server_version(server)
     log(f"PostgreSQL: {version}, started in {server.started_in:.1f} s (tests/postgres.py; fsync on)")

@@ -11,7 +11,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("read", "list", "token", "establish", "postgres", "memory", "startup", "baselines")
+SECTIONS = (
+    "read",
+    "acl",
+    "list",
+    "token",
+    "establish",
+    "sharing",
+    "watchers",
+    "postgres",
+    "memory",
+    "startup",
+    "baselines",
+)
 HEADER = ("scenario", "req/s", "p50", "p99", "baseline", "ratio to baseline", "target", "pass/fail")
 
 
