@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 PER_SOURCE = 2500  # watchers per source address (the server's default per-source cap is 4,096)
 CONNECT_AT_ONCE = 64  # connects in flight (the server listens with a small backlog)
@@ -308,6 +309,7 @@ class Figures:
     wake_last_ms: float = 0.0
     woken_ok: int = 0
     rearm_seconds: float = 0.0
+    wake_server_cpu_s: float = 0.0  # the server's CPU time from the write to the last answer
     other: dict[str, Latency] = field(default_factory=dict)
     other_failures: int = 0
     freed_gauge_ms: float | None = None
@@ -380,6 +382,7 @@ async def measure(
         figures.rss_held_mb = rss_mb(pid)
         figures.rss_growth_mb = figures.rss_held_mb - figures.rss_before_mb
         written = time.monotonic()
+        cpu_before = cpu_seconds(pid)
         status, _, _ = await route.write(host, port, 1)
         if status != 200:
             raise RuntimeError(f"the waking write on {route.name} answered {status}")
@@ -389,6 +392,7 @@ async def measure(
         figures.woken_ok = len(wakes)
         figures.wake_p50_ms, figures.wake_p99_ms = percentile(wakes, 0.5), percentile(wakes, 0.99)
         figures.wake_last_ms = max(wakes, default=0.0)
+        figures.wake_server_cpu_s = cpu_seconds(pid) - cpu_before
         woken_until = written + figures.wake_last_ms / 1000
         if await gauge_reaches(host, port, count, 60) is None:
             figures.notes.append("the re-armed queries were not all held again")
@@ -415,6 +419,12 @@ async def measure(
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _report(figures: Figures) -> str:
     other = ", ".join(
         f"{phase} p99 {latency.p99_ms:.1f} max {latency.max_ms:.1f} ({latency.samples})"
@@ -424,7 +434,8 @@ def _report(figures: Figures) -> str:
         f"{figures.route}: N={figures.watchers} opened in {figures.open_seconds:.1f} s; "
         f"RSS {figures.rss_before_mb:.1f} -> {figures.rss_held_mb:.1f} MiB (+{figures.rss_growth_mb:.1f}), "
         f"{figures.rss_after_close_mb:.1f} after close; wake p50 {figures.wake_p50_ms:.0f} ms, "
-        f"p99 {figures.wake_p99_ms:.0f} ms, last {figures.wake_last_ms:.0f} ms ({figures.woken_ok} woken); "
+        f"p99 {figures.wake_p99_ms:.0f} ms, last {figures.wake_last_ms:.0f} ms ({figures.woken_ok} woken, "
+        f"server CPU {figures.wake_server_cpu_s:.2f} s); "
         f"all held again {figures.rearm_seconds:.2f} s after the write; other reads (ms) {other}, {figures.other_failures} failed; "
         f"gauge at 0 {figures.freed_gauge_ms:.0f} ms after close" + "".join(f"; {n}" for n in figures.notes)
     )
@@ -450,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number, route in enumerate(routes):
             server = start_cluster(f"watchers-{number}", Path(scratch) / str(number), "dc1", Path(scratch))
             try:
-                figures = asyncio.run(measure("127.0.0.1", server.ports[0], server.pid, route, args.watchers))
+                figures = uvloop.run(measure("127.0.0.1", server.ports[0], server.pid, route, args.watchers))
             finally:
                 server.stop()
             print(_report(figures), flush=True)

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from peering import __version__
 from peering.acl import AclService
@@ -19,7 +21,7 @@ from peering.api import acl, agent, docs, errors, peer, peerings, status
 from peering.api import catalog as catalog_routes
 from peering.api import config as config_routes
 from peering.api import health as health_routes
-from peering.api.access_log import RequestLog
+from peering.api.access_log import RequestLog, RequestNotes
 from peering.api.blocking import BlockingQueries
 from peering.api.fast_path import FastPath
 from peering.api.forwarded import TrustedProxies
@@ -140,9 +142,26 @@ async def open_runtime(
             await streams.aclose()
 
 
+class ClientApi(FastAPI):
+    """FastAPI with pure ASGI middlewares outside its own stack (`outer`, outermost first).
+
+    FastAPI puts every added middleware inside its error, telemetry and body-limit layers; what sits
+    outside them costs a request nothing of theirs. Blocking queries are held there: each of 10,000
+    parked watchers would otherwise go through all of those layers twice (parking and answering).
+    """
+
+    outer: Sequence[Middleware] = ()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for middleware in reversed(self.outer):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return app
+
+
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The client HTTP API. Without a runtime it can only describe itself (OpenAPI)."""
-    app = FastAPI(
+    app = ClientApi(
         title="peering",
         version=__version__,
         summary="Cluster peering with Consul's peering HTTP API.",
@@ -177,12 +196,17 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(
             FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
         )
-        # held blocking queries wait above the route stack, and a write reads each distinct one once
-        app.add_middleware(BlockingQueries, notifier=runtime.cluster.notifier, metrics=runtime.cluster.metrics)
         app.state.metrics = runtime.cluster.metrics
-        app.add_middleware(RequestLog, metrics=runtime.cluster.metrics)
+        notes = RequestNotes(runtime.cluster.metrics)
+        app.add_middleware(RequestLog, notes=notes)
+        # held blocking queries wait above the whole stack (they note their own requests), and a write
+        # reads each distinct one once, through all of it
+        blocking = Middleware(
+            BlockingQueries, notifier=runtime.cluster.notifier, metrics=app.state.metrics, notes=notes
+        )
+        app.outer = [blocking]
         if runtime.settings.trusted_proxies:  # outermost: the log and the ACL checks see the client it finds
-            app.add_middleware(TrustedProxies, trusted=runtime.settings.trusted_proxies)
+            app.outer = [Middleware(TrustedProxies, trusted=runtime.settings.trusted_proxies), blocking]
     return app
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from starlette.types import Message
 
 from bench.watchers import ROUTES, Figures, measure
+from peering.api.access_log import INTERNAL, RequestNotes
 from peering.api.blocking import BlockingQueries
 from peering.api.query import blocking_params
 from peering.notifier import LocalNotifier
@@ -32,7 +34,7 @@ FREED_MS = 2000  # the gauge at 0 after 10,000 sockets closed at once (each clos
 def _watch(tmp_path: Path, route: str, count: int, **timing: float) -> Figures:
     with running_cluster(tmp_path / "data") as cluster:
         host, port = cluster.ready["http_addr"].rsplit(":", 1)
-        figures = asyncio.run(measure(host, int(port), cluster.process.pid, ROUTES[route], count, **timing))
+        figures = uvloop.run(measure(host, int(port), cluster.process.pid, ROUTES[route], count, **timing))
         assert cluster.stop() == 0
     return figures
 
@@ -207,3 +209,45 @@ async def test_what_is_not_a_200_with_an_index_goes_to_the_route_as_it_came() ->
     await asyncio.wait_for(task, 1)
     assert app.calls == 2  # the plain read, then the request itself (where a route blocks or refuses)
     assert client.sent[0]["status"] == 404
+
+
+class _Notes(RequestNotes):
+    """`RequestNotes` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def note(self, scope: Any, status: int, seconds: float) -> None:
+        assert seconds >= 0
+        self.seen.append((scope["path"], status))
+
+
+@pytest.mark.anyio
+async def test_requests_answered_here_are_noted_once_and_its_own_reads_never() -> None:
+    """Held above the whole app, the middleware notes the requests it answers (the request log and metrics
+    count them); its plain reads carry `INTERNAL`, so the request log inside does not count those."""
+    notes = _Notes()
+    app, notifier = _Counted(), LocalNotifier()
+    read_scopes: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        read_scopes.append(scope)
+        await app(scope, receive, send)
+
+    middleware = BlockingQueries(recording, notifier=notifier, notes=notes)
+    parked = await _park(middleware, 3, b"index=5&wait=60s")
+    parked[0][0].gone.set()
+    await asyncio.wait_for(parked[0][1], 1)
+    app.index = 6
+    notifier.notify(6)
+    await asyncio.wait_for(asyncio.gather(*(t for _, t in parked[1:])), 2)
+    [(_behind, task)] = await _park(middleware, 1, b"index=2&wait=60s")  # answered at once by its read
+    await asyncio.wait_for(task, 1)
+    assert sorted(status for _, status in notes.seen) == [200, 200, 200, 499]
+    assert all(scope.get(INTERNAL) for scope in read_scopes)  # every call here was one of its own reads
+    app.status = 404  # handed to the app: the request log inside notes it, not the middleware
+    [(_client, task)] = await _park(middleware, 1, b"index=5&wait=60s")
+    await asyncio.wait_for(task, 1)
+    assert len(notes.seen) == 4
+    assert not read_scopes[-1].get(INTERNAL)

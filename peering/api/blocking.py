@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from peering.api.access_log import INTERNAL, RequestNotes
 from peering.api.frozen import Freezer
 from peering.api.query import CLIENT_CLOSED, blocking_params
 from peering.metrics import Metrics
@@ -43,7 +45,7 @@ log = logging.getLogger("peering.api")
 _INDEX_HEADER = b"x-consul-index"
 BUCKET = 0.1  # s: deadlines are kept in steps of this (a wait ends up to this much late)
 FRESH_FOR = 1.0  # s: a group's answer that new members may take as theirs (see `_fresh`)
-CHUNK = 64  # answers sent in one turn of the event loop
+CHUNK = 32  # answers sent in one turn of the event loop
 _FOLLOW_SECONDS = 3600.0  # the dispatcher's wait for the next write, renewed for ever
 _FAILED = (500, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")], b"Internal Server Error")
 
@@ -61,7 +63,7 @@ class Answer:
 class _Member:
     """One parked request (`send` is dropped once it is answered or gone: nothing else keeps its request)."""
 
-    __slots__ = ("answered", "bucket", "expired", "group", "min_index", "send")
+    __slots__ = ("answered", "bucket", "expired", "group", "min_index", "send", "sent")
 
     def __init__(self, send: Send, min_index: int, group: _Group, bucket: int) -> None:
         self.send: Send | None = send
@@ -69,7 +71,8 @@ class _Member:
         self.group = group
         self.bucket = bucket
         self.expired = False
-        self.answered = False
+        self.answered = False  # an answer is on its way (in the outbox) ...
+        self.sent = 0  # ... or was sent: its status
 
 
 @dataclass(eq=False, slots=True)
@@ -90,7 +93,9 @@ class _Group:
 class BlockingQueries:
     """The middleware; `notifier` is the one the store's writes fire, `metrics` counts parked queries."""
 
-    def __init__(self, app: ASGIApp, *, notifier: Notifier, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, notifier: Notifier, metrics: Metrics | None = None, notes: RequestNotes | None = None
+    ) -> None:
         self._app = app
         self._notifier = notifier
         self._metrics = metrics
@@ -98,10 +103,11 @@ class BlockingQueries:
         self._buckets: dict[int, dict[_Member, None]] = {}  # members by deadline, in steps of `BUCKET` s
         self._generation = 0  # dispatcher wake-ups so far (a read that started before one may be stale)
         self._follower: asyncio.Task[None] | None = None
-        self._outbox: deque[tuple[Send, Answer]] = deque()
+        self._outbox: deque[tuple[_Member, Answer]] = deque()
         self._courier: asyncio.Task[None] | None = None
         self._slow: set[asyncio.Task[None]] = set()  # deliveries that had to wait for their client
         self._freezer = Freezer()
+        self._notes = notes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         wanted = None
@@ -110,6 +116,7 @@ class BlockingQueries:
         if wanted is None or self._notifier.closed:
             await self._app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         min_index = wanted.min_index
         key = _key(scope, wanted.plain)
         group = self._groups.get(key)
@@ -127,6 +134,7 @@ class BlockingQueries:
                 return
             if answer.index > min_index:
                 await _deliver(send, answer)
+                self._note(scope, answer.status, arrived)
                 return
             member = self._join(key, base, send, min_index, wanted.wait)
             group = member.group
@@ -142,15 +150,23 @@ class BlockingQueries:
                     pass  # returns when the client goes, or when its answer is sent
         finally:
             self._leave(member)
-        if not member.answered:
+        if not member.sent:
             log.debug("blocking query abandoned by the client")  # the request log line names the path
             await send({"type": "http.response.start", "status": CLIENT_CLOSED, "headers": []})
             await send({"type": "http.response.body", "body": b""})
+        self._note(scope, member.sent or CLIENT_CLOSED, arrived)
+
+    def _note(self, scope: Scope, status: int, arrived: float) -> None:
+        """The request log line and metrics of a request answered here (those the app answers are the
+        app's: `RequestLog` runs inside)."""
+        if self._notes is not None:
+            self._notes.note(scope, status, time.perf_counter() - arrived)
 
     async def _read(self, base: Scope, origin: Scope | None = None) -> Answer:
         """The plain read of `base` through the app, captured (the matched route is copied to `origin`,
         where the request log finds it)."""
         scope = dict(base)
+        scope[INTERNAL] = True  # not a request of its own: the request log counts the watchers instead
         status, headers, body = 500, [], bytearray()
 
         async def capture(message: Message) -> None:
@@ -262,12 +278,10 @@ class BlockingQueries:
                 self._trigger(group)
 
     def _answer(self, member: _Member, answer: Answer) -> None:
-        send = member.send
-        if member.answered or send is None:
+        if member.answered or member.send is None:
             return
         member.answered = True
-        self._leave(member)
-        self._outbox.append((send, answer))
+        self._outbox.append((member, answer))
         if self._courier is None or self._courier.done():
             self._courier = asyncio.get_running_loop().create_task(self._deliver_all())
 
@@ -277,8 +291,12 @@ class BlockingQueries:
         outbox = self._outbox
         while outbox:
             for _ in range(min(CHUNK, len(outbox))):
-                send, answer = outbox.popleft()
-                self._drive(_deliver(send, answer))
+                member, answer = outbox.popleft()
+                send = member.send
+                if send is not None:  # else its client left meanwhile
+                    member.sent = answer.status
+                    self._leave(member)
+                    self._drive(_deliver(send, answer))
             await asyncio.sleep(0)
 
     def _drive(self, delivery: Coroutine[Any, Any, None]) -> None:

@@ -35,7 +35,7 @@ class Freezer:
         self._every = every
         self._thaw_after = thaw_after
         self.parked = 0
-        self._fresh = 0  # parked since the last freeze
+        self._fresh = 0  # queries parked since the last freeze (whether still parked or not)
         self._peak = 0  # the most parked at once since the last thaw
         self._thaw: asyncio.TimerHandle | None = None
 
@@ -52,7 +52,6 @@ class Freezer:
 
     def left(self) -> None:
         self.parked -= 1
-        self._fresh = max(0, self._fresh - 1)
         if self._thaw is None and self._peak >= self._every and self.parked * 4 < self._peak:
             self._thaw = asyncio.get_running_loop().call_later(self._thaw_after, self._thaw_now)
 

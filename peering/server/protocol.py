@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsC
 
 from peering.api.body import MAX_BODY_BYTES
 from peering.server.admission import Gate, Refused, Slot
+from peering.server.coalesce import Coalesced
 from peering.server.fairness import Account, Fairness
 
 log = logging.getLogger("peering.server")
@@ -279,6 +280,7 @@ class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
     _heads = 0  # heads complete so far
     _receiving = False
     _head_refused = False
+    _writes: Coalesced | None = None
 
     def _read(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -303,6 +305,10 @@ class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
             raise _HeadTooLargeError  # stops llhttp; uvicorn answers the parser error with `send_400_response`
         super().on_headers_complete()
         cycle: ToolsCycle | None = self.cycle  # None after a first head that upgrades
+        if cycle is not None:  # its head and body leave in one write (`coalesce`)
+            if self._writes is None:
+                self._writes = Coalesced(self.transport, self.loop)
+            cycle.transport = self._writes  # type: ignore[assignment]
         if self.slot is not None and cycle is not None and not cycle.response_complete:
             self.slot.busy()
 
