@@ -281,6 +281,12 @@ def test_consul_is_never_exported() -> None:
     given = exports(("consul", ("east",)), ("*", ("west",)))
     assert resolve(given, ["consul"]) == []
     assert names_for_peer(given, ["consul", "web"], "east") == []
+
+
+def test_sidecar_proxies_are_never_exported() -> None:
+    given = exports(("web-sidecar-proxy", ("east",)), ("*", ("west",)))
+    assert resolve(given, ["web", "web-sidecar-proxy"]) == [("web", ["west"])]
+    assert names_for_peer(given, ["web-sidecar-proxy"], "east") == []
     assert names_for_peer(given, ["consul", "web"], "west") == ["web"]
 
 

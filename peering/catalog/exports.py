@@ -30,6 +30,7 @@ from peering.rules import check_peer_name, normalize_partition
 
 KIND = "exported-services"
 WILDCARD = "*"
+SIDECAR_SUFFIX = "-sidecar-proxy"  # a mesh proxy's twin of a service: Consul never sends those to a peer
 
 _MAX_META_PAIRS = 64
 _MAX_META_KEY = 128
@@ -372,12 +373,13 @@ def _services(entry: Exports) -> tuple[ExportedService, ...]:
 def resolve(entry: Exports, names_with_instances: Iterable[str]) -> list[tuple[str, list[str]]]:
     """Every exported service with the peers it goes to (`GET /v1/exported-services`), sorted by name, peers
     sorted and merged: a named service counts even with no instances, `*` stands for every name in
-    `names_with_instances` (the partition's local services that have instances), and `consul` never counts."""
+    `names_with_instances` (the partition's local services that have instances), and neither `consul` nor a
+    `*-sidecar-proxy` name ever counts (Consul filters those out before it sends them)."""
     local = sorted(set(names_with_instances))
     peers: dict[str, set[str]] = {}
     for svc in _services(entry):
         for name in local if svc.name == WILDCARD else (svc.name,):
-            if name != EXCLUDED_FROM_EXPORT and name != WILDCARD:
+            if name != EXCLUDED_FROM_EXPORT and name != WILDCARD and not name.endswith(SIDECAR_SUFFIX):
                 peers.setdefault(name, set()).update(svc.peers)
     return [(name, sorted(peers[name])) for name in sorted(peers)]
 
