@@ -146,8 +146,10 @@ class ClientApi(FastAPI):
     """FastAPI with pure ASGI middlewares outside its own stack (`outer`, outermost first).
 
     FastAPI puts every added middleware inside its error, telemetry and body-limit layers; what sits
-    outside them costs a request nothing of theirs. Blocking queries are held there: each of 10,000
-    parked watchers would otherwise go through all of those layers twice (parking and answering).
+    outside them costs a request nothing of theirs. Blocking queries are held there (each of 10,000
+    parked watchers would otherwise go through all of those layers twice, parking and answering), and
+    the fast path answers there (bench/: a read by name against a raw ASGI app). What they let through
+    meets FastAPI's layers as before; an exception of their own is uvicorn's 500.
     """
 
     outer: Sequence[Middleware] = ()
@@ -193,20 +195,21 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             install_ui(app)  # the operator console at /ui/, which calls only the routes above
         if runtime.acl.enabled:  # inside the fast path, which adds the header to its own answers
             app.add_middleware(DefaultAclPolicyHeader, policy=runtime.acl.default_policy)
-        app.add_middleware(
-            FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
-        )
         app.state.metrics = runtime.cluster.metrics
         notes = RequestNotes(runtime.cluster.metrics)
-        app.add_middleware(RequestLog, notes=notes)
-        # held blocking queries wait above the whole stack (they note their own requests), and a write
-        # reads each distinct one once, through all of it
-        blocking = Middleware(
-            BlockingQueries, notifier=runtime.cluster.notifier, metrics=app.state.metrics, notes=notes
+        fast = Middleware(
+            FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
         )
-        app.outer = [blocking]
+        # Outside FastAPI's own layers, outermost first: the client a trusted proxy names; blocking queries
+        # held (they note their own requests, and a write reads each distinct one once, through the rest);
+        # the request log; the fast path, which answers the hottest reads itself.
+        app.outer = [
+            Middleware(BlockingQueries, notifier=runtime.cluster.notifier, metrics=app.state.metrics, notes=notes),
+            Middleware(RequestLog, notes=notes),
+            fast,
+        ]
         if runtime.settings.trusted_proxies:  # outermost: the log and the ACL checks see the client it finds
-            app.outer = [Middleware(TrustedProxies, trusted=runtime.settings.trusted_proxies), blocking]
+            app.outer = [Middleware(TrustedProxies, trusted=runtime.settings.trusted_proxies), *app.outer]
     return app
 
 
