@@ -268,10 +268,10 @@ async def test_a_deleted_token_stops_working_on_the_fast_path_at_once(tmp_path: 
 
 
 def test_the_served_routes_come_from_the_route_table() -> None:
-    """The app's table gives exactly the three routes, with their templates and methods."""
+    """The app's table gives exactly the five routes, with their templates and methods."""
     table = served_routes(create_app().router.routes)
     assert {method: [getattr(s.route, "path", None) for s in served] for method, served in table.items()} == {
-        "GET": ["/v1/peering/{name}", "/v1/peerings"],
+        "GET": ["/v1/peering/{name}", "/v1/peerings", "/v1/catalog/service/{name}", "/v1/health/service/{name}"],
         "POST": ["/v1/peering/token"],
     }
 

@@ -1,13 +1,13 @@
 """A pure ASGI fast path for the hottest requests: read one peering, list a partition, generate a
-token (SPEC §11), with ACLs off or on.
+token (SPEC §11), read a service's instances (`fast_catalog`: health and catalog), with ACLs off or on.
 
 Which requests it serves comes from the app's own route table: the routes whose endpoint is one of
-`peerings.read_peering`, `list_peerings` and `generate_token`, matched with the route's own path
+`peerings.read_peering`, `list_peerings`, `generate_token`, `health.service` and `catalog.service`, matched with the route's own path
 pattern and methods, and only where no route before it in the table would take the request first.
 A route is served only while its dependencies are exactly the ones reproduced here (`_EXPECTED`), so
 a route that gains a dependency (or moves, or goes) is answered by the full app alone.
 
-It answers only the plain case (no blocking query, only the usual query parameters, each once, a
+It answers only the plain case (no blocking query, only the route's usual query parameters, each once, a
 body that decodes, a caller the ACLs allow) straight from the service, with the same bytes and
 headers the routes send, and the caller resolved as `deps.get_access` does. Anything else, and any
 error (a 403 included), goes on to the full FastAPI app (a body already read is handed on as it
@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peering.acl import AclService
 from peering.acl_model import ALLOW_ALL, Access
-from peering.api import deps, peerings, query
+from peering.api import catalog, catalog_query, deps, fast_catalog, health, peerings, query
 from peering.api.body import MAX_BODY_BYTES, decode_body
 from peering.api.headers import policy_header
 from peering.api.render import PeeringBytes, bytes_response, json_response, read_headers
@@ -39,7 +39,7 @@ from peering.errors import PeeringError
 from peering.service import PeeringService, TokenRequest
 
 # `?token=` is read here as `deps` reads it; with ACLs off it is ignored, as by the routes
-_PLAIN_PARAMS = frozenset({"partition", "pretty", "stale", "consistent", "token"})
+_PLAIN_PARAMS = frozenset({"partition", "pretty", "stale", "consistent", "token"})  # the peering routes
 _TOKEN_HEADER = b"x-consul-token"
 _AUTHORIZATION = b"authorization"
 
@@ -78,6 +78,7 @@ _CALLER = {
 }
 _READ = frozenset({*_CALLER, _name(query.read_options), _name(deps.get_encoded)})
 _TOKEN = frozenset({*_CALLER, _name(query.write_options), "peering.api.body.json_body.<locals>.dependency"})
+_SERVICE = frozenset({*_CALLER, _name(query.read_options), _name(catalog_query.get_catalog)})
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class _Served:
     earlier_patterns: tuple[Pattern[str], ...]
     earlier_others: tuple[RouteContext, ...]
     handler: Handler
+    params: frozenset[str]  # the query parameters it reproduces
 
     def shadowed(self, scope: Scope) -> bool:
         """Whether a route before this one in the table fully matches the request (the router takes that)."""
@@ -110,7 +112,7 @@ def served_routes(routes: Iterable[BaseRoute]) -> dict[str, tuple[_Served, ...]]
                 earlier = [c for c in seen if c.methods is None or method in c.methods]
                 patterns = tuple(c.path_regex for c in earlier if c.methods and getattr(c, "path_regex", None))
                 others = tuple(c for c in earlier if not (c.methods and getattr(c, "path_regex", None)))
-                served = _Served(context.route, context.path_regex, patterns, others, entry[0])
+                served = _Served(context.route, context.path_regex, patterns, others, entry[0], entry[2])
                 table.setdefault(method, []).append(served)
         seen.append(context)
     return {method: tuple(served) for method, served in table.items()}
@@ -163,6 +165,7 @@ class FastPath:
         # with ACLs on, what `DefaultAclPolicyHeader` adds to the full app's answers (it sits inside this)
         self._extra = (policy_header(acl.default_policy),) if acl is not None and acl.enabled else ()
         self._table = served_routes(router.routes)
+        self.service_bytes = fast_catalog.ServiceBytes()  # the catalog reads' encoded entries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -170,7 +173,7 @@ class FastPath:
                 match = served.pattern.match(scope["path"])
                 if match is None:
                     continue
-                plain = _plain_query(scope["query_string"])
+                plain = _plain_query(scope["query_string"], served.params)
                 if plain is not None and not served.shadowed(scope):
                     handed_on = await served.handler(self, scope, receive, send, match.groupdict(), plain)
                     if handed_on is None:
@@ -180,17 +183,32 @@ class FastPath:
                 break
         await self._app(scope, receive, send)
 
-    async def _answer(self, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    async def answer(self, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         headers += self._extra  # `headers` is this answer's own list
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _access(self, scope: Scope, plain: Query) -> Access:
+    def access(self, scope: Scope, plain: Query) -> Access:
         """The caller's access, as `deps.get_access` gives it."""
         if self._acl is None:
             return ALLOW_ALL
         client = scope.get("client")
         return self._acl.caller(caller_secret(scope, plain), client[0] if client else None)
+
+    @property
+    def datacenter(self) -> str:
+        """The datacenter `query.supported_query` accepts in `?dc=`."""
+        return self._service.datacenter
+
+    @staticmethod
+    def secret(scope: Scope, plain: Query) -> str | None:
+        """The request's secret, as `deps.get_secret` gives it."""
+        return caller_secret(scope, plain)
+
+    @staticmethod
+    def read_answer(body: bytes, index: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body of a plain (not pretty) read answer, as `bytes_response` with `read_headers`."""
+        return _read_answer(body, index, False)
 
     async def _read(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
@@ -200,13 +218,11 @@ class FastPath:
                 plain.get("partition"),
                 params["name"],
                 consistent="consistent" in plain,
-                access=self._access(scope, plain),
+                access=self.access(scope, plain),
             )
         except PeeringError:
             return receive  # the full app gives the documented error
-        await self._answer(
-            send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain)
-        )
+        await self.answer(send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain))
         return None
 
     async def _list(
@@ -214,11 +230,11 @@ class FastPath:
     ) -> Receive | None:
         try:
             peerings_, index = await self._service.list_peerings(
-                plain.get("partition"), consistent="consistent" in plain, access=self._access(scope, plain)
+                plain.get("partition"), consistent="consistent" in plain, access=self.access(scope, plain)
             )
         except PeeringError:
             return receive
-        await self._answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
+        await self.answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
         return None
 
     async def _token(
@@ -239,20 +255,22 @@ class FastPath:
                     meta=request.meta,
                     server_external_addresses=request.server_external_addresses or (),
                 ),
-                access=self._access(scope, plain),
+                access=self.access(scope, plain),
             )
         except PeeringError:
             return _replay(received, receive)  # refused before anything was written: the route refuses it too
         response = json_response({"PeeringToken": token}, pretty="pretty" in plain)
-        await self._answer(send, response.status_code, list(response.raw_headers), bytes(response.body))
+        await self.answer(send, response.status_code, list(response.raw_headers), bytes(response.body))
         return None
 
 
-# served endpoint -> (handler, the dependencies its route must have exactly)
-_HANDLERS: dict[Callable[..., Any], tuple[Handler, frozenset[str]]] = {
-    peerings.read_peering: (FastPath._read, _READ),
-    peerings.list_peerings: (FastPath._list, _READ),
-    peerings.generate_token: (FastPath._token, _TOKEN),
+# served endpoint -> (handler, the dependencies its route must have exactly, the query parameters it reproduces)
+_HANDLERS: dict[Callable[..., Any], tuple[Handler, frozenset[str], frozenset[str]]] = {
+    peerings.read_peering: (FastPath._read, _READ, _PLAIN_PARAMS),
+    peerings.list_peerings: (FastPath._list, _READ, _PLAIN_PARAMS),
+    peerings.generate_token: (FastPath._token, _TOKEN, _PLAIN_PARAMS),
+    health.service: (fast_catalog.health_service, _SERVICE, fast_catalog.HEALTH_PARAMS),
+    catalog.service: (fast_catalog.catalog_service, _SERVICE, fast_catalog.CATALOG_PARAMS),
 }
 
 
@@ -305,8 +323,8 @@ def _replay(received: list[Message], receive: Receive) -> Receive:
     return replaying
 
 
-def _plain_query(raw: bytes) -> Query | None:
-    """The query parameters if they are only the plain ones (each once, no stale with consistent)."""
+def _plain_query(raw: bytes, allowed: frozenset[str]) -> Query | None:
+    """The query parameters if they are only `allowed` ones (each once, no stale with consistent)."""
     if not raw:
         return {}
     try:
@@ -314,7 +332,7 @@ def _plain_query(raw: bytes) -> Query | None:
     except ValueError:
         return None
     plain = dict(pairs)
-    if len(plain) != len(pairs) or not plain.keys() <= _PLAIN_PARAMS:
+    if len(plain) != len(pairs) or not plain.keys() <= allowed:
         return None
     if "stale" in plain and "consistent" in plain:
         return None
