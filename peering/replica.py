@@ -116,3 +116,4 @@ async def joined(
             task.cancel()
         await asyncio.gather(*replica.tasks, return_exceptions=True)
         await pg_notifier.aclose()
+        await leadership.aclose()  # the connection a leader read opened (`hold` is over by now)

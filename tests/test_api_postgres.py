@@ -18,12 +18,7 @@ from tests import test_api as api_suite
 SUITE = {name: test for name, test in vars(api_suite).items() if name.startswith("test_") and callable(test)}
 globals().update(SUITE)
 
-pytestmark = [
-    pytest.mark.anyio,
-    # a socket to the throwaway PostgreSQL server is sometimes collected unclosed during a later test (seen
-    # once in a fresh-clone run): a leak in the pool's shutdown path still to find, not a failure of the API
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture

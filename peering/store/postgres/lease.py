@@ -73,6 +73,7 @@ class PostgresLeadership:
         self._monotonic = monotonic
         self._conn: asyncpg.Connection | None = None
         self._connecting = asyncio.Lock()
+        self._closed = False  # `aclose()` was called: no connection is opened any more
         self._deadline = 0.0  # monotonic time our trust in the lease ends
         self.epoch = 0
         self.acquired = 0  # how many times this replica took the lease (tests, logs)
@@ -102,9 +103,27 @@ class PostgresLeadership:
         # one connect at a time: a renewal and an owner read racing here would each open one, and the
         # connection overwritten would never be closed (a socket leaked)
         async with self._connecting:
+            if self._closed:
+                raise ConnectionError("the lease's connection is closed")
             if self._conn is None or self._conn.is_closed():
                 self._conn = await connect(self._dsn, max(0.5, self._ttl / 3))
             return self._conn
+
+    async def aclose(self) -> None:
+        """Close the lease's connection for good (a connect under way is waited for, then closed too).
+
+        `hold()` closes it on its way out, but a leader read (`owner_address`) opens it on a replica that
+        never held the lease, or after it stopped: the replica closes it when it leaves (`replica.joined`).
+        """
+        self._closed = True
+        async with self._connecting:
+            conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=1.0)
+            except Exception:  # a dead or stalled server: cut it
+                log.debug("closing the lease connection failed", exc_info=True)
+                conn.terminate()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
