@@ -6,7 +6,6 @@ postgres.py) and by their standalone runs.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,16 @@ from bench import baselines
 from bench.establish import establish_times, percentile
 from bench.load import LoadGenerator, LoadResult, Measurement, Target
 from bench.populate import CONNECTIONS, READ_NAME
-from bench.procs import ROOT, Server, StartError, child_environment, http_ok, spawn, start_cluster, wait_ready
+from bench.procs import (
+    Server,
+    StartError,
+    child_environment,
+    http_ok,
+    spawn,
+    start_cluster,
+    uvicorn_argv,
+    wait_ready,
+)
 from bench.report import Row
 
 BUSY_CORES = 0.25  # other processes using more than this (in cores) during a run marks its row
@@ -112,32 +120,7 @@ class Bench:
 
     def baseline(self, label: str, data_dir: Path, env: dict[str, str] | None = None) -> Server:
         factory, method, path = {**baselines.APPS, **baselines.PG_APPS}[label]
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            f"bench.baselines:{factory}",
-            "--app-dir",
-            str(ROOT),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--limit-concurrency",
-            "1000",
-            "--timeout-keep-alive",
-            "5",
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-        ]
+        argv = uvicorn_argv(f"bench.baselines:{factory}")
         server = spawn(
             label,
             argv,

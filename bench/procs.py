@@ -111,6 +111,16 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def uvicorn_argv(factory: str) -> list[str]:
+    """A baseline app's server: `factory` ("module:function") on uvicorn with the service's stack (one worker,
+    httptools, uvloop) and the same limits, on a port the OS picks."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(ROOT),
+        "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--log-level", "warning", "--no-access-log",
+        "--limit-concurrency", "1000", "--timeout-keep-alive", "5", "--http", "httptools", "--loop", "uvloop",
+    ]  # fmt: skip
+
+
 def spawn(name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> Server:
     """Start a process with stdout and stderr going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import Measurement, Target
-from bench.procs import ROOT, Server, child_environment, http_ok, spawn, wait_ready
+from bench.procs import ROOT, Server, child_environment, http_ok, spawn, uvicorn_argv, wait_ready
 from bench.report import Row
 from tests.relay import Relay
 from tests.sharing import A_NAME, B_NAME, export, peer, register_all, registration, wait_for
@@ -324,32 +324,7 @@ class Sharing:
 
 
 def _start_baseline(bench: Bench, directory: Path) -> Server:
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "bench.sharing:health_baseline",
-        "--app-dir",
-        str(ROOT),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--limit-concurrency",
-        "1000",
-        "--timeout-keep-alive",
-        "5",
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
-    ]  # fmt: skip  (bench/run.py's baselines, same server options)
+    argv = uvicorn_argv("bench.sharing:health_baseline")
     server = spawn(
         "bare FastAPI health",
         argv,
