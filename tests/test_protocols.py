@@ -139,6 +139,37 @@ async def test_expect_continue_over_the_limit_is_a_413_without_a_100(tmp_path: P
             writer.close()
 
 
+async def test_a_body_sent_after_100_continue_has_a_deadline_of_its_own(tmp_path: Path, kind: str) -> None:
+    """The deadline is off while the client waits for the server's `100 Continue` and starts again when it
+    goes out: a head at 0.6 of the deadline and its body at 0.6 after the 100 (1.2 from the connection's
+    start) is answered; a client that sends no body after the 100 gets its 408."""
+    async with serving(tmp_path, kind) as node:
+        body = b'{"PeerName": "later"}'
+        head = (
+            b"POST /v1/peering/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+            % len(body)
+        )
+        reader, writer = await _connect(node.http_addr)
+        try:
+            await asyncio.sleep(BOUND * 0.6)  # a slow client, within the deadline for its head
+            writer.write(head)
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            await asyncio.sleep(BOUND * 0.6)
+            writer.write(body)
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200 ")
+        finally:
+            writer.close()
+        reader, writer = await _connect(node.http_addr)
+        try:
+            writer.write(head)
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            started = time.monotonic()
+            assert (await _until_closed(reader)).startswith(b"HTTP/1.1 408 ")
+            assert time.monotonic() - started >= BOUND * 0.9
+        finally:
+            writer.close()
+
+
 @pytest.mark.slow
 async def test_idle_connections_make_room_and_busy_ones_refuse(tmp_path: Path, kind: str) -> None:
     """Two connections per source: a third evicts the oldest idle one; with two blocking queries in

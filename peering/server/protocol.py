@@ -188,7 +188,22 @@ class HttpProtocol(asyncio.Protocol):
             await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
             await send({"type": "http.response.body", "body": _TOO_LARGE_TEXT})
             return
+        if cycle.waiting_for_100_continue:
+            receive = self._after_continue(cycle, receive)
         await self.fairness.charged(self.account, self._served(scope, receive, send))
+
+    def _after_continue(self, cycle: Any, receive: Any) -> Any:
+        """`receive` for a request whose client waits for a `100 Continue` before it sends the body: the
+        deadline is off until the 100 goes out (the client waits for the server, however busy the server
+        is), and the body then has a deadline of its own."""
+        self._disarm()
+
+        async def receive_body() -> Any:
+            if cycle.waiting_for_100_continue and cycle.more_body:
+                self._arm()  # uvicorn writes the 100 in this call
+            return await receive()
+
+        return receive_body
 
     def _arm(self) -> None:
         self._disarm()
