@@ -18,7 +18,6 @@ from peering.server.lock import StartupError
 from peering.server.memory import trimming, tune_allocator
 from peering.settings import Settings
 
-GC_YOUNG = 20_000  # see serve()
 log = logging.getLogger("peering.server")
 
 
@@ -50,11 +49,7 @@ async def serve(settings: Settings) -> None:
         # collector's way, a full collection no longer walks it (under a connection flood those collections
         # held the event loop for 0.3-0.5 s)
         gc.collect()
-        gc.freeze()
-        # the youngest generation is collected every GC_YOUNG net allocations instead of Python's 700: a
-        # request allocates about a hundred objects that die young, so a wake-up of 10,000 watchers ran
-        # some 300 collections (about a tenth of its time); the older generations stay as rare as before
-        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+        gc.freeze()  # (with many blocking queries held, `peering.api.frozen` collects less often too)
         trimmer = asyncio.create_task(trimming())  # gives back what bursts of connections and bodies freed
         try:
             await stop.wait()
