@@ -94,6 +94,19 @@ class AclService:
         """The token a secret names (anonymous when none). Raises PermissionDeniedError as `authority`."""
         return (await self.authority(secret, source)).token
 
+    def held(self, secret: str | None, source: str | None) -> Authority | None:
+        """`authority`'s answer when memory gives it without a read and it refuses nothing (the fast case of
+        every request with a known, valid token); None: only `authority` can say (it reads, or it refuses)."""
+        found = self._store.held(hash_secret(secret) if secret else None)
+        if found is None or not secret:
+            return found
+        token = found.token
+        if token.expiration_time is not None and token.expired(self._now()):
+            return None
+        if token.allowed_cidrs and not inside(source, token.allowed_cidrs):
+            return None
+        return found
+
     async def authority(self, secret: str | None, source: str | None) -> Authority:
         """The caller a secret names (anonymous when none), with what its policies grant (`acl_caller.Resolver`);
         its expiry and address limits are checked now, at every use.

@@ -101,6 +101,17 @@ class CachedAcl:
             self._keep(key, entry)
         return entry
 
+    def held(self, secret_hash: str | None) -> Authority | None:
+        """What `resolve` answers when memory alone answers it (the feed read and the entry held); None when
+        only `resolve` can say (a read of the feed or of the store is due, or the secret is not held)."""
+        if self._feed is None or self._due():
+            return None
+        key = secret_hash or _ANONYMOUS
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
     async def _load(self, secret_hash: str | None) -> Authority | None:
         if secret_hash is None:
             token = await self._inner.token(ANONYMOUS_ACCESSOR)

@@ -111,6 +111,29 @@ async def test_a_second_resolution_reads_nothing(
     assert reads["token_by_secret"] == 1
 
 
+async def test_held_answers_only_what_memory_knows_and_refuses_nothing(acl: Acl, monotonic: Monotonic) -> None:
+    """`AclService.held`, the await-free first try of every check: the resolved token while the feed is read and
+    the entry held; None (the full resolution decides) before the first resolution, when the poll is due, for
+    an expired token and outside AllowedCIDRs."""
+    _, secret = await _reader(acl, ExpirationTTL="10s", AllowedCIDRs=["127.0.0.0/8"])
+    service = acl.runtime.acl
+    assert service.held(secret, "127.0.0.1") is None  # not resolved yet
+    accessor = await _accessor(acl, secret)
+    held = service.held(secret, "127.0.0.1")
+    assert held is not None
+    assert held.token.accessor_id == accessor
+    assert service.held(secret, "10.0.0.1") is None
+    with pytest.raises(PermissionDeniedError, match=r"may not be used from 10\.0\.0\.1$"):
+        await service.caller(secret, "10.0.0.1").require("peering", Level.READ)
+    monotonic.pass_poll()
+    assert service.held(secret, "127.0.0.1") is None  # the feed is due: only `authority` reads it
+    await service.caller(secret, "127.0.0.1").require("peering", Level.READ)
+    assert service.held(secret, "127.0.0.1") is not None
+    acl.clock.now += timedelta(seconds=10)
+    assert service.held(secret, "127.0.0.1") is None
+    assert await _status(acl, secret) == (403, "ACL not found")
+
+
 async def test_a_changed_policy_applies_to_the_next_request(acl: Acl) -> None:
     policy, secret = await _reader(acl)
     assert (await _status(acl, secret))[0] == 200
