@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -772,3 +775,20 @@ def test_an_untrusted_tls_certificate_is_one_line(capsys: pytest.CaptureFixture[
     assert err.startswith(prefix + "certificate verify failed: ")
     assert err.count("\n") == 1
     assert "_ssl.c" not in err
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly() -> None:
+    """`peering … | head -1`: the reader closes the pipe; the command stops with 141 and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "peering", "openapi"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")
