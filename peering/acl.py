@@ -95,17 +95,13 @@ class AclService:
         return (await self.authority(secret, source)).token
 
     def held(self, secret: str | None, source: str | None) -> Authority | None:
-        """`authority`'s answer when memory gives it without a read and it refuses nothing (the fast case of
-        every request with a known, valid token); None: only `authority` can say (it reads, or it refuses)."""
+        """`authority`'s answer if memory gives it at once and it refuses nothing; None: ask `authority`."""
         found = self._store.held(hash_secret(secret) if secret else None)
-        if found is None or not secret:
+        token = found.token if found is not None and secret else None
+        if token is None:
             return found
-        token = found.token
-        if token.expiration_time is not None and token.expired(self._now()):
-            return None
-        if token.allowed_cidrs and not inside(source, token.allowed_cidrs):
-            return None
-        return found
+        expired = token.expiration_time is not None and token.expired(self._now())
+        return None if expired or (token.allowed_cidrs and not inside(source, token.allowed_cidrs)) else found
 
     async def authority(self, secret: str | None, source: str | None) -> Authority:
         """The caller a secret names (anonymous when none), with what its policies grant (`acl_caller.Resolver`);
@@ -388,22 +384,15 @@ def _worded(exc: ConstraintError) -> PeeringError:
     if isinstance(exc, NameTakenError):
         return InvalidRequestError(f'Invalid Policy: A Policy with Name "{exc.name}" already exists')
     if isinstance(exc, SecretAlreadyUsedError):
-        return InvalidRequestError(
-            "Invalid Token: AccessorID is already in use"
-            if exc.what == "accessor"
-            else "Invalid Token: SecretID is already in use"
-        )
+        which = "AccessorID" if exc.what == "accessor" else "SecretID"
+        return InvalidRequestError(f"Invalid Token: {which} is already in use")
     # RowMissingError: the row went while it was being updated (deleted through another request or replica)
     return AclNotFoundError("policy" if isinstance(exc, RowMissingError) and exc.kind == "acl_policy" else "token")
 
 
 async def _parse(text: str) -> Rules:
-    """Parse rules; a large text in a thread, so that the event loop gets the interpreter back every few
-    milliseconds (its switch interval) and heartbeats and reads keep their latency meanwhile.
-
-    Raises:
-        InvalidRequestError: as `parse_rules`.
-    """
+    """Parse rules (InvalidRequestError as `parse_rules`); a large text in a thread, so that the event loop
+    gets the interpreter back every few milliseconds and heartbeats and reads keep their latency meanwhile."""
     if len(text) <= _ON_LOOP_CHARS:
         return parse_rules(text)
     return await asyncio.to_thread(parse_rules, text)
