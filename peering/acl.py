@@ -10,14 +10,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from peering import acl_input
 from peering.acl_cache import CachedAcl, Feed
 from peering.acl_caller import Caller
 from peering.acl_input import (
-    MAX_TTL,
-    MAX_TTL_TEXT,
     PolicyRef,
     TokenSpec,
     check_text,
@@ -25,6 +23,7 @@ from peering.acl_input import (
     check_uuid,
     inside,
     shown,
+    token_expiry,
 )
 from peering.acl_model import (
     ANONYMOUS_ACCESSOR,
@@ -97,11 +96,9 @@ class AclService:
     def held(self, secret: str | None, source: str | None) -> Authority | None:
         """`authority`'s answer if memory gives it at once and it refuses nothing; None: ask `authority`."""
         found = self._store.held(hash_secret(secret) if secret else None)
-        token = found.token if found is not None and secret else None
-        if token is None:
+        if found is None or not secret:
             return found
-        expired = token.expiration_time is not None and token.expired(self._now())
-        return None if expired or (token.allowed_cidrs and not inside(source, token.allowed_cidrs)) else found
+        return None if self._refused(found, source) else found
 
     async def authority(self, secret: str | None, source: str | None) -> Authority:
         """The caller a secret names (anonymous when none), with what its policies grant (`acl_caller.Resolver`);
@@ -114,13 +111,23 @@ class AclService:
         found = await self._store.resolve(hash_secret(secret) if secret else None)
         if not secret:
             return found or Authority(ANONYMOUS, await self._store.grants([]), self.default_policy == "allow")
-        if found is None or found.token.expired(self._now()):
+        if found is None:
             raise PermissionDeniedError("ACL not found")
-        if found.token.allowed_cidrs and not inside(source, found.token.allowed_cidrs):
-            raise PermissionDeniedError(
-                f"Permission denied: token with AccessorID '{found.token.accessor_id}' may not be used from {source}"
-            )
+        refused = self._refused(found, source)
+        if refused is not None:
+            raise refused
         return found
+
+    def _refused(self, found: Authority, source: str | None) -> PermissionDeniedError | None:
+        """Why a found token may not be used now (expired; `source` outside its AllowedCIDRs), or None."""
+        token = found.token
+        if token.expiration_time is not None and token.expired(self._now()):
+            return PermissionDeniedError("ACL not found")
+        if token.allowed_cidrs and not inside(source, token.allowed_cidrs):
+            return PermissionDeniedError(
+                f"Permission denied: token with AccessorID '{token.accessor_id}' may not be used from {source}"
+            )
+        return None
 
     async def _parsed(self, policy: Policy) -> Rules:
         cached = self._parsed_rules.get(policy.id)
@@ -256,21 +263,6 @@ class AclService:
             links.append(PolicyLink(policy.id, policy.name))
         return tuple(links)
 
-    def _expiry(self, spec: TokenSpec) -> datetime | None:
-        if spec.expiration_time is not None and spec.expiration_ttl is not None:
-            raise InvalidRequestError("Expiration TTL and Expiration Time cannot both be set")
-        if spec.expiration_ttl is not None:
-            if spec.expiration_ttl <= timedelta(0):
-                raise InvalidRequestError("Token Expiration TTL must be positive")
-            return self._now() + min(spec.expiration_ttl, MAX_TTL)  # parsed within MAX_TTL: no overflow
-        if spec.expiration_time is not None:
-            now = self._now()
-            if spec.expiration_time <= now:
-                raise InvalidRequestError("ExpirationTime cannot be in the past")
-            if spec.expiration_time - now > MAX_TTL:
-                raise InvalidRequestError(f"ExpirationTime is too far in the future: at most {MAX_TTL_TEXT} from now")
-        return spec.expiration_time
-
     async def create_token(self, access: Access, spec: TokenSpec) -> AclToken:
         """Create a token; its SecretID is in the answer and nowhere else, ever.
 
@@ -286,7 +278,7 @@ class AclService:
                 check_uuid(label, value)
         if spec.accessor_id in (ANONYMOUS_ACCESSOR, MANAGEMENT.id):
             raise InvalidRequestError("Invalid Token: AccessorID is reserved")
-        expiry = self._expiry(spec)
+        expiry = token_expiry(spec, self._now)
         await access.require("acl", Level.WRITE)
         secret = spec.secret_id or new_uuid()
         token = AclToken(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -191,6 +191,27 @@ def check_token_spec(spec: TokenSpec) -> None:
         raise InvalidRequestError(f"Invalid Token: more than {MAX_CIDRS} AllowedCIDRs")
     for cidr in spec.allowed_cidrs:
         network(cidr)
+
+
+def token_expiry(spec: TokenSpec, now: Callable[[], datetime]) -> datetime | None:
+    """The expiration time a new token gets from `spec` (its TTL from `now()`, or its time), or None.
+
+    Raises:
+        InvalidRequestError: both set; a TTL that is not positive; a time in the past or beyond MAX_TTL.
+    """
+    if spec.expiration_time is not None and spec.expiration_ttl is not None:
+        raise InvalidRequestError("Expiration TTL and Expiration Time cannot both be set")
+    if spec.expiration_ttl is not None:
+        if spec.expiration_ttl <= timedelta(0):
+            raise InvalidRequestError("Token Expiration TTL must be positive")
+        return now() + min(spec.expiration_ttl, MAX_TTL)  # parsed within MAX_TTL: no overflow
+    if spec.expiration_time is not None:
+        current = now()
+        if spec.expiration_time <= current:
+            raise InvalidRequestError("ExpirationTime cannot be in the past")
+        if spec.expiration_time - current > MAX_TTL:
+            raise InvalidRequestError(f"ExpirationTime is too far in the future: at most {MAX_TTL_TEXT} from now")
+    return spec.expiration_time
 
 
 def inside(source: str | None, cidrs: Sequence[str]) -> bool:

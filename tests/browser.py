@@ -109,6 +109,22 @@ def peer_clusters(acceptor: Cluster, name: str, dialer: Cluster, back: str) -> N
         api.post("/v1/peering/establish", json={"PeerName": back, "PeeringToken": token}).raise_for_status()
 
 
+def register(api: httpx.Client, node: str, address: str, service: dict[str, Any], *checks: dict[str, Any]) -> None:
+    """`PUT /v1/catalog/register`: one instance on `node` with its checks (a check without ServiceID is the node's)."""
+    body = {"Node": node, "Address": address, "Service": service, "Checks": list(checks)}
+    assert api.put("/v1/catalog/register", json=body).raise_for_status().json() is True
+
+
+def http_check(service_id: str, status: str, output: str) -> dict[str, Any]:
+    return {
+        "CheckID": f"{service_id}-http",
+        "Name": "http",
+        "Status": status,
+        "ServiceID": service_id,
+        "Output": output,
+    }
+
+
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
 

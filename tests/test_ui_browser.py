@@ -28,10 +28,12 @@ from tests.browser import (
     axe_violations,
     front,
     host_of,
+    http_check,
     launched,
     mark,
     new_context,
     peer_clusters,
+    register,
     set_token,
     shot,
     still_same,
@@ -63,7 +65,8 @@ def _expect_timeout() -> None:
 
 @pytest.mark.parametrize("acl", ["acl-off", "acl-on"])
 def test_the_whole_walk_between_two_clusters(browser: Browser, tmp_path: Path, acl: str) -> None:
-    """Generate on A, check and establish on B, both ACTIVE, regenerate, delete: every page follows live."""
+    """Generate on A, check and establish on B, both ACTIVE, export a service on A and see it on B's services
+    page with its health, regenerate, delete: every page follows live."""
     from playwright.sync_api import expect
 
     extra = ACL_ON if acl == "acl-on" else ()
@@ -146,6 +149,29 @@ def test_the_whole_walk_between_two_clusters(browser: Browser, tmp_path: Path, a
         b_page.get_by_role("tab", name="Imported services (0)").click()
         expect(b_page.get_by_role("button", name="Regenerate token")).to_have_count(0)  # B did not generate one
 
+        # A exports web through its console: B's services page shows it live, with its health
+        with api_client(a, MANAGEMENT if extra else None) as api_a:
+            web = {"ID": "web-1", "Service": "web", "Port": 8080}
+            register(api_a, "n1", "10.0.0.1", web, http_check("web-1", "passing", "ok"))
+            b_services = context.new_page()
+            front(b_services).goto(f"{b.http_url}/ui/services?peer=cluster-a")
+            imported = b_services.locator('tr[data-service="web"]')
+            expect(imported).to_have_count(0)
+            mark(b_services)
+            front(a_page).goto(f"{a.http_url}/ui/exports")
+            a_page.get_by_label("Service", exact=True).fill("web")
+            a_page.get_by_label("Consumer peer").fill("cluster-b")
+            a_page.get_by_role("button", name="Add export").click()
+            expect(a_page.locator("#export-result")).to_have_text("web is now exported to cluster-b.")
+            expect(imported).to_have_attribute("data-health", "passing")
+            register(api_a, "n1", "10.0.0.1", web, http_check("web-1", "critical", "connection refused"))
+            expect(imported).to_have_attribute("data-health", "critical")  # the health follows, live
+        expect(b_page.get_by_role("tab", name="Imported services (1)")).to_be_visible()
+        front(a_page).goto(f"{a.http_url}/ui/peerings/cluster-b")
+        expect(a_page.locator("h1 .badge")).to_have_text("ACTIVE")
+        expect(a_page.get_by_role("tab", name="Exported services (1)")).to_be_visible()
+        mark(a_page)
+
         # regenerate on A: a new token, the link undisturbed, focus back on the button
         front(a_page).get_by_role("button", name="Regenerate token").click()
         dialog = a_page.get_by_role("dialog")
@@ -167,6 +193,7 @@ def test_the_whole_walk_between_two_clusters(browser: Browser, tmp_path: Path, a
         take(b_page, "delete-confirm")
         dialog.get_by_role("button", name="Delete", exact=True).click()
         expect(b_page.locator("[data-missing]")).to_be_visible()
+        expect(imported).to_have_count(0)  # the peering's imports went with it, live
         expect(row).to_have_attribute("data-state", "TERMINATED")
         expect(a_page.locator("h1 .badge")).to_have_text("TERMINATED")
         take(a_page, "peering-terminated")
@@ -177,7 +204,7 @@ def test_the_whole_walk_between_two_clusters(browser: Browser, tmp_path: Path, a
         expect(row).to_have_count(0)
         expect(a_list.get_by_role("heading", name="There are no peering connections.")).to_be_visible()
         expect(a_page.locator("[data-missing]")).to_be_visible()
-        assert all(still_same(page) for page in (a_list, a_page, b_page))  # nothing was reloaded
+        assert all(still_same(page) for page in (a_list, a_page, b_page, b_services))  # nothing was reloaded
         context.close()
         watch.check()
 

@@ -28,10 +28,12 @@ from tests.browser import (
     axe_violations,
     front,
     host_of,
+    http_check,
     launched,
     mark,
     new_context,
     peer_clusters,
+    register,
     set_token,
     shot,
     still_same,
@@ -57,22 +59,6 @@ def _expect_timeout() -> None:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=10_000)
-
-
-def register(api: httpx.Client, node: str, address: str, service: dict[str, Any], *checks: dict[str, Any]) -> None:
-    """`PUT /v1/catalog/register`: one instance on `node` with its checks (a check without ServiceID is the node's)."""
-    body = {"Node": node, "Address": address, "Service": service, "Checks": list(checks)}
-    assert api.put("/v1/catalog/register", json=body).raise_for_status().json() is True
-
-
-def http_check(service_id: str, status: str, output: str) -> dict[str, Any]:
-    return {
-        "CheckID": f"{service_id}-http",
-        "Name": "http",
-        "Status": status,
-        "ServiceID": service_id,
-        "Output": output,
-    }
 
 
 def populate(api: httpx.Client) -> None:
