@@ -28,7 +28,6 @@ COLUMNS = (
     "imported_services",
     "exported_services",
 )
-_MODIFY = COLUMNS.index("modify_index") + 1  # its parameter's number in SAVE
 _COLS = ", ".join(COLUMNS)
 _NAMED = 'lower(name) = lower($2::text COLLATE "C")'  # ASCII folding, as SQLite's lower()
 
@@ -46,25 +45,18 @@ GET = f"SELECT {_COLS} FROM peerings WHERE partition = $1 AND {_NAMED}"
 GET_BY_ID = f"SELECT {_COLS} FROM peerings WHERE id = $1"
 EXISTS = "SELECT 1 FROM peerings WHERE id = $1"
 
-# insert or update by ID, and the partitions' indexes (old and new partition) in the same statement;
-# all parts of a WITH see one snapshot, so `old` is the row as it was before the upsert
-SAVE = f"""
-WITH old AS (SELECT partition FROM peerings WHERE id = $1),
-saved AS (
-    INSERT INTO peerings ({_COLS}) VALUES ({", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))})
-    ON CONFLICT (id) DO UPDATE SET partition = excluded.partition, name = excluded.name, role = excluded.role,
-        state = excluded.state, meta = excluded.meta, deleted_at = excluded.deleted_at, peer_id = excluded.peer_id,
-        peer_ca_pems = excluded.peer_ca_pems, peer_server_name = excluded.peer_server_name,
-        peer_server_addresses = excluded.peer_server_addresses, remote_datacenter = excluded.remote_datacenter,
-        remote_partition = excluded.remote_partition, remote_cluster = excluded.remote_cluster,
-        imported_services = excluded.imported_services, exported_services = excluded.exported_services,
-        modify_index = excluded.modify_index
-    RETURNING partition
-)
-INSERT INTO partitions (name, modify_index)
-SELECT partition, ${_MODIFY}::bigint FROM saved UNION SELECT partition, ${_MODIFY}::bigint FROM old
-ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index
-"""
+# insert or update by ID, and the partitions' indexes (old and new partition), in one round trip: the
+# function of migration 4 (`schema.py`); $1 is the unit's index (NULL: bump the counter first), then the
+# columns but modify_index (the index is it); answers the index and the violated unique index, if any
+SAVE = f"SELECT saved_index, violated FROM save_peering({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
+_MODIFY = COLUMNS.index("modify_index")  # the column SAVE leaves out of its parameters
+
+
+def save_args(index: int | None, columns: tuple[object, ...]) -> tuple[object, ...]:
+    """SAVE's parameters: the unit's index, then the bound values of `COLUMNS` without modify_index."""
+    return (index, *columns[:_MODIFY], *columns[_MODIFY + 1 :])
+
+
 # the live peering of another ID that holds this remote cluster (for the conflict's message)
 HOLDER_OF_CLUSTER = (
     "SELECT name FROM peerings WHERE partition = $1 AND remote_cluster = $2 AND remote_cluster <> '' "

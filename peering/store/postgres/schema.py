@@ -258,6 +258,50 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE peerings ADD COLUMN imported_services text[] NOT NULL DEFAULT '{}';
     ALTER TABLE peerings ADD COLUMN exported_services text[] NOT NULL DEFAULT '{}';
     """,
+    # 4: a peering saved in one round trip instead of four (the counter bumped when the unit has no index
+    #    yet, a savepoint, the upsert, its release): the upsert and the partitions' indexes inside an
+    #    exception block (a subtransaction, as the savepoint was), so a unique violation undoes the save
+    #    only and is answered as the violated index's name; the bump stays (the unit keeps its index)
+    """
+    CREATE FUNCTION save_peering(
+        v_index bigint, p_id text, p_partition text, p_name text, p_role text, p_state text, p_meta json,
+        p_deleted_at timestamptz, p_peer_id text, p_peer_ca_pems text[], p_peer_server_name text,
+        p_peer_server_addresses text[], p_remote_datacenter text, p_remote_partition text, p_remote_cluster text,
+        p_create_index bigint, p_imported_services text[], p_exported_services text[],
+        OUT saved_index bigint, OUT violated text
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        old_partition text;
+    BEGIN
+        IF v_index IS NULL THEN
+            UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value INTO v_index;
+        END IF;
+        saved_index := v_index;
+        BEGIN
+            SELECT partition INTO old_partition FROM peerings WHERE id = p_id;
+            INSERT INTO peerings (id, partition, name, role, state, meta, deleted_at, peer_id, peer_ca_pems,
+                peer_server_name, peer_server_addresses, remote_datacenter, remote_partition, remote_cluster,
+                create_index, modify_index, imported_services, exported_services)
+            VALUES (p_id, p_partition, p_name, p_role, p_state, p_meta, p_deleted_at, p_peer_id, p_peer_ca_pems,
+                p_peer_server_name, p_peer_server_addresses, p_remote_datacenter, p_remote_partition,
+                p_remote_cluster, CASE WHEN p_create_index > 0 THEN p_create_index ELSE v_index END, v_index,
+                p_imported_services, p_exported_services)
+            ON CONFLICT (id) DO UPDATE SET partition = excluded.partition, name = excluded.name,
+                role = excluded.role, state = excluded.state, meta = excluded.meta, deleted_at = excluded.deleted_at,
+                peer_id = excluded.peer_id, peer_ca_pems = excluded.peer_ca_pems,
+                peer_server_name = excluded.peer_server_name, peer_server_addresses = excluded.peer_server_addresses,
+                remote_datacenter = excluded.remote_datacenter, remote_partition = excluded.remote_partition,
+                remote_cluster = excluded.remote_cluster, imported_services = excluded.imported_services,
+                exported_services = excluded.exported_services, modify_index = excluded.modify_index;
+            INSERT INTO partitions (name, modify_index)
+            SELECT DISTINCT part, v_index FROM unnest(ARRAY[p_partition, old_partition]) AS part WHERE part IS NOT NULL
+            ON CONFLICT (name) DO UPDATE SET modify_index = excluded.modify_index;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS violated = CONSTRAINT_NAME;
+        END;
+    END
+    $$;
+    """,
 )
 
 

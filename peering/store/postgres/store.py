@@ -143,26 +143,23 @@ class PostgresTransaction:
         return await self._one(q.GET_BY_ID, peering_id)
 
     async def save(self, peering: Peering) -> Peering:
-        index = await self.bump()
-        # a stored peering was read with its create_index (an update never changes the column)
-        saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
-        args = to_args(saved)
+        args = q.save_args(self._index, to_args(replace(peering, create_index=peering.create_index or 0)))
         if unstorable(args):
             raise unstorable_error()
-        # a savepoint keeps the transaction usable after a conflict, as SQLite's statement rollback does
-        await self.execute("SAVEPOINT save")
-        try:
-            await self.execute(q.SAVE, *args)
-        except asyncpg.UniqueViolationError as exc:
-            await self.execute("ROLLBACK TO SAVEPOINT save")
-            await self.execute("RELEASE SAVEPOINT save")
-            raise await self._conflict(saved, exc) from exc
-        await self.execute("RELEASE SAVEPOINT save")
+        # one round trip: the index (bumped if the unit had none), and the save undone on a unique violation
+        # (as SQLite's statement rollback), the transaction still usable
+        rows = await self.fetch(q.SAVE, *args)
+        index, violated = int(rows[0][0]), rows[0][1]
+        self._index = index
+        # a stored peering was read with its create_index (an update never changes the column)
+        saved = replace(peering, create_index=peering.create_index or index, modify_index=index)
+        if violated is not None:
+            raise await self._conflict(saved, violated)
         return saved
 
-    async def _conflict(self, peering: Peering, exc: asyncpg.UniqueViolationError) -> ConstraintError:
-        """The typed error for the unique index PostgreSQL names in `exc` (the service words it)."""
-        if exc.constraint_name != "peerings_by_remote_cluster":
+    async def _conflict(self, peering: Peering, violated: str) -> ConstraintError:
+        """The typed error for the unique index PostgreSQL named (the service words it)."""
+        if violated != "peerings_by_remote_cluster":
             return NameTakenError("peering", peering.name)
         # the holder's name, for the message: the unit of work is serialised, so it is the one that blocked
         holder = await self.fetchval(q.HOLDER_OF_CLUSTER, peering.partition, peering.remote_cluster, peering.id)
