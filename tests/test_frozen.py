@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from peering.api.frozen import MANY_YOUNG, Freezer
+from peering.api.frozen import MANY_YOUNG, Freezer, for_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +57,21 @@ async def test_a_second_round_keeps_the_usual_threshold_to_restore(collector: tu
     for _ in range(9):
         freezer.left()
     await _until(lambda: gc.get_threshold() == usual)
+
+
+async def test_few_held_at_once_never_freeze_however_many_come_and_go(collector: tuple[int, int, int]) -> None:
+    usual = collector
+    freezer = Freezer(every=8, thaw_after=0.05)
+    frozen = gc.get_freeze_count()
+    for _ in range(100):  # a server whose few connections come and go: never frozen, never thawed
+        freezer.joined()
+        freezer.joined()
+        freezer.left()
+        freezer.left()
+    assert gc.get_threshold() == usual
+    assert gc.get_freeze_count() == frozen
+    assert freezer.parked == 0
+
+
+async def test_the_event_loop_has_one_freezer_for_its_queries_and_connections() -> None:
+    assert for_loop() is for_loop()

@@ -35,7 +35,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peering.api.access_log import INTERNAL, RequestNotes
-from peering.api.frozen import Freezer
+from peering.api.frozen import Freezer, for_loop
 from peering.api.query import CLIENT_CLOSED, blocking_params
 from peering.metrics import Metrics
 from peering.notifier import Notifier, Watch
@@ -106,7 +106,7 @@ class BlockingQueries:
         self._outbox: deque[tuple[_Member, Answer]] = deque()
         self._courier: asyncio.Task[None] | None = None
         self._slow: set[asyncio.Task[None]] = set()  # deliveries that had to wait for their client
-        self._freezer = Freezer()
+        self._freezer: Freezer | None = None  # the event loop's, from the first parked query on
         self._notes = notes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,6 +199,8 @@ class BlockingQueries:
         bucket = math.ceil((loop.time() + wait) / BUCKET)
         member = _Member(send, min_index, group, bucket)
         group.members[member] = None
+        if self._freezer is None:
+            self._freezer = for_loop()
         self._freezer.joined()
         due = self._buckets.get(bucket)
         if due is None:
@@ -316,7 +318,8 @@ class BlockingQueries:
         if member.send is None:
             return  # left already
         member.send = None
-        self._freezer.left()
+        if self._freezer is not None:
+            self._freezer.left()
         due = self._buckets.get(member.bucket)
         if due is not None:
             due.pop(member, None)

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsCycle
 
 from peering.api.body import MAX_BODY_BYTES
+from peering.api.frozen import Freezer, for_loop
 from peering.server.admission import Gate, Refused, Slot
 from peering.server.coalesce import Coalesced
 from peering.server.fairness import Account, Fairness
@@ -89,6 +90,7 @@ class HttpProtocol(asyncio.Protocol):
     lingering: ClassVar[list[int]] = [0]  # refused connections being read out now (one counter per listener)
     _discarding = False
     account: Account | None = None  # the source's, from `connection_made` on
+    _freezer: Freezer | None = None  # counts this connection while it is open (`peering.api.frozen`)
     _held: list[bytes] | None = None  # the bytes read while the source had to wait
     # what uvicorn's protocols have
     transport: asyncio.Transport
@@ -113,6 +115,8 @@ class HttpProtocol(asyncio.Protocol):
             self.slot = admitted
         if self.account is None:  # on the peering port, the TLS handshake opened it
             self.account = self.fairness.opened(self.client[0] if self.client else "")
+        self._freezer = for_loop()
+        self._freezer.joined()
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -124,6 +128,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.account is not None:
             self.fairness.closed(self.account, self)
             self.account = None
+        if self._freezer is not None:
+            self._freezer.left()
+            self._freezer = None
         super().connection_lost(exc)
         # `app` holds `_guard`, a method bound to this protocol: a reference cycle that left every closed
         # connection (protocol, transport, request cycle: about 15 objects) to the cyclic collector, whose
