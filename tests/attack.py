@@ -275,12 +275,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def milliseconds(values: list[float]) -> dict[str, float]:
-    """n, median, p95 and max of durations in seconds, as milliseconds."""
+    """n, median, p95, p99 and max of durations in seconds, as milliseconds."""
     if not values:
         return {"n": 0}
     return {
         "n": len(values),
         "p50_ms": round(percentile(values, 0.5) * 1000, 1),
         "p95_ms": round(percentile(values, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 1),
         "max_ms": round(max(values) * 1000, 1),
     }
