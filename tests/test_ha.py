@@ -115,7 +115,7 @@ def test_replicas_are_one_cluster_and_wake_each_other(tmp_path: Path, postgres: 
                     break
                 assert time.monotonic() < deadline, token_addresses(token)
                 time.sleep(0.2)
-            seen = h2.get("/v1/peerings")
+            seen = h2.get("/v1/peerings?consistent")  # a plain read may lag the change feed by a moment
             assert [p["Name"] for p in seen.json()] == ["cluster-b"]
             index = int(seen.headers["X-Consul-Index"])
             latencies = []
