@@ -43,7 +43,7 @@ MANY_YOUNG = 20_000  # the youngest generation's threshold while many queries ar
 
 
 class Freezer:
-    """Counts parked queries and freezes or thaws the collector's view of them."""
+    """Counts parked queries and open connections, and freezes or thaws the collector's view of them."""
 
     def __init__(self, every: int = FREEZE_EVERY, thaw_after: float = THAW_AFTER) -> None:
         self._every = every

@@ -143,7 +143,7 @@ class PostgresTransaction:
         return await self._one(q.GET_BY_ID, peering_id)
 
     async def save(self, peering: Peering) -> Peering:
-        args = q.save_args(self._index, to_args(replace(peering, create_index=peering.create_index or 0)))
+        args = q.save_args(self._index, to_args(peering))  # create_index 0: a new row (the function sets it)
         if unstorable(args):
             raise unstorable_error()
         # one round trip: the index (bumped if the unit had none), and the save undone on a unique violation
