@@ -8,8 +8,9 @@ is dropped
   `acl_policy` row (every entry: a policy's rules and a token's links to it change together) written
   by anyone: another process on the SQLite file, another replica on PostgreSQL.
 The feed is read before a resolution whenever the notifier announced an index the cache has not read up
-to (NOTIFY from the other replicas), or `poll` seconds passed since the last read (the safety net: no
-correctness depends on a notification). An entry being loaded while an invalidation happens is not kept
+to (NOTIFY from the other replicas); a read of the feed runs beside the resolutions, which answer from
+memory, when `poll` seconds passed since the last read (the safety net: no correctness depends on a
+notification; `store.poll`). An entry being loaded while an invalidation happens is not kept
 (the load started before the change; the next resolution reads again). A token's expiry is checked by
 the caller at every use, never cached. Without a feed nothing is kept (every resolution reads the store).
 Secrets themselves are never held: only their SHA-256 hashes, as the store holds them.
@@ -26,6 +27,7 @@ from typing import Protocol
 from peering.acl_model import ANONYMOUS_ACCESSOR, AclToken, Authority, Grants, Policy, Rules
 from peering.notifier import Notifier
 from peering.store.base import AclStore, Changes
+from peering.store.poll import Poll
 
 POLL = 0.5  # seconds between two reads of the feed without notification (the peering view's too)
 MAX_ENTRIES = 10_000  # resolved secrets kept (least recently used out)
@@ -68,14 +70,12 @@ class CachedAcl:
         self._shared: OrderedDict[tuple[tuple[str, str], ...], Grants] = OrderedDict()  # (ID, rules) of each
         self._feed = feed
         self._notifier = notifier
-        self._poll = poll
-        self._monotonic = monotonic
+        self._poll = Poll("ACL cache", self.catch_up, every=poll, monotonic=monotonic, first=0.0)
         self._entries: OrderedDict[str, Authority] = OrderedDict()  # secret hash (or "") -> resolved
         self._keys: dict[str, set[str]] = {}  # AccessorID -> its entries' keys
         self._unknown: set[str] = set()
         self._epoch = 0  # moves on every invalidation: a load that saw it move keeps nothing
         self._synced: int | None = None  # the feed is applied up to here (None: not read yet)
-        self._next_poll = 0.0
         self._lock = asyncio.Lock()
 
     # -- resolution
@@ -103,9 +103,10 @@ class CachedAcl:
 
     def held(self, secret_hash: str | None) -> Authority | None:
         """What `resolve` answers when memory alone answers it (the feed read and the entry held); None when
-        only `resolve` can say (a read of the feed or of the store is due, or the secret is not held)."""
-        if self._feed is None or self._due():
+        only `resolve` can say (the feed must be read first, or the secret is not held)."""
+        if self._feed is None or self._behind():
             return None
+        self._poll.start_if_due()
         key = secret_hash or _ANONYMOUS
         entry = self._entries.get(key)
         if entry is not None:
@@ -173,15 +174,22 @@ class CachedAcl:
         self._entries.clear()
         self._keys.clear()
 
-    def _due(self) -> bool:
+    def _behind(self) -> bool:
+        """Whether the feed must be read before answering: never read, or an index announced past it."""
         announced = self._notifier.index if self._notifier is not None else 0
-        return self._synced is None or announced > self._synced or self._monotonic() >= self._next_poll
+        return self._synced is None or announced > self._synced
 
     async def _fresh(self) -> None:
-        if self._due():
+        if self._behind():
             async with self._lock:
-                if self._due():  # not if another resolution caught up while this one waited
+                if self._behind():  # not if another resolution caught up while this one waited
                     await self._read_feed()
+        else:
+            self._poll.start_if_due()
+
+    async def settled(self) -> None:
+        """Wait for the poll's read of the feed in progress, if any."""
+        await self._poll.settled()
 
     async def catch_up(self) -> None:
         """Apply every ACL change of the feed after what was read, now."""
@@ -191,7 +199,7 @@ class CachedAcl:
     async def _read_feed(self) -> None:
         if self._feed is None:
             return
-        self._next_poll = self._monotonic() + self._poll
+        self._poll.caught_up()
         if self._synced is None:
             start = await self._feed.current_index()
             self.forget_all()  # nothing loaded before `start` is kept

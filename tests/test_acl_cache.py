@@ -78,8 +78,16 @@ async def acl(tmp_path: Path) -> AsyncIterator[Acl]:
 def monotonic(acl: Acl, monkeypatch: pytest.MonkeyPatch) -> Monotonic:
     """The clock of the cluster's ACL cache: it polls the feed only when the test moves it."""
     clock = Monotonic()
-    monkeypatch.setattr(_cache(acl.runtime.acl), "_monotonic", clock)
+    monkeypatch.setattr(_cache(acl.runtime.acl)._poll, "_monotonic", clock)
     return clock
+
+
+async def _polled(service: AclService, clock: Monotonic) -> None:
+    """Pass the poll, let a resolution find it due (memory answers; the feed is read beside it) and wait
+    for that read."""
+    clock.pass_poll()
+    _cache(service).held(None)
+    await _cache(service).settled()
 
 
 async def _reader(acl: Acl, rules: str = 'peering = "read"', **fields: Any) -> tuple[dict[str, Any], str]:
@@ -113,8 +121,8 @@ async def test_a_second_resolution_reads_nothing(
 
 async def test_held_answers_only_what_memory_knows_and_refuses_nothing(acl: Acl, monotonic: Monotonic) -> None:
     """`AclService.held`, the await-free first try of every check: the resolved token while the feed is read and
-    the entry held; None (the full resolution decides) before the first resolution, when the poll is due, for
-    an expired token and outside AllowedCIDRs."""
+    the entry held (also when the poll is due: the feed is read beside it); None (the full resolution
+    decides) before the first resolution, for an expired token and outside AllowedCIDRs."""
     _, secret = await _reader(acl, ExpirationTTL="10s", AllowedCIDRs=["127.0.0.0/8"])
     service = acl.runtime.acl
     assert service.held(secret, "127.0.0.1") is None  # not resolved yet
@@ -126,8 +134,8 @@ async def test_held_answers_only_what_memory_knows_and_refuses_nothing(acl: Acl,
     with pytest.raises(PermissionDeniedError, match=r"may not be used from 10\.0\.0\.1$"):
         await service.caller(secret, "10.0.0.1").require("peering", Level.READ)
     monotonic.pass_poll()
-    assert service.held(secret, "127.0.0.1") is None  # the feed is due: only `authority` reads it
-    await service.caller(secret, "127.0.0.1").require("peering", Level.READ)
+    assert service.held(secret, "127.0.0.1") is not None  # the poll is due: memory answers, the feed is read beside
+    await _cache(service).settled()
     assert service.held(secret, "127.0.0.1") is not None
     acl.clock.now += timedelta(seconds=10)
     assert service.held(secret, "127.0.0.1") is None
@@ -257,13 +265,13 @@ async def test_another_writers_changes_are_seen_when_the_feed_is_read(
     assert (await _status(acl, secret))[0] == 200
     await other.save_policy(ALLOW_ALL, policy["ID"], "reader", "", 'peering = "deny"')
     assert (await _status(acl, secret))[0] == 200  # from memory: the poll is not due and nothing announced it
-    monotonic.pass_poll()
+    await _polled(acl.runtime.acl, monotonic)
     assert (await _status(acl, secret))[0] == 403
     await other.save_policy(ALLOW_ALL, policy["ID"], "reader", "", 'peering = "read"')
     await _cache(acl.runtime.acl).catch_up()
     assert (await _status(acl, secret))[0] == 200
     await other.delete_token(ALLOW_ALL, accessor)
-    monotonic.pass_poll()
+    await _polled(acl.runtime.acl, monotonic)
     assert await _status(acl, secret) == (403, "ACL not found")
 
 
@@ -283,7 +291,7 @@ async def test_a_feed_reaped_past_what_was_read_forgets_everything(
     await other.save_policy(ALLOW_ALL, policy["ID"], "reader", "", 'peering = "deny"')
     store = acl.runtime.cluster.store
     assert await store.reap_changes(await store.current_index() + 1) >= 1  # the change is gone from the feed
-    monotonic.pass_poll()
+    await _polled(acl.runtime.acl, monotonic)
     assert (await _status(acl, secret))[0] == 403
 
 
@@ -357,12 +365,12 @@ async def test_without_notify_a_replica_sees_the_change_at_its_poll(
 ) -> None:
     async with replica(postgres) as one, replica(postgres, notify=False) as two:
         clock = Monotonic()
-        monkeypatch.setattr(_cache(two.acl), "_monotonic", clock)
+        monkeypatch.setattr(_cache(two.acl)._poll, "_monotonic", clock)
         _, accessor, secret = await _reader_on(one.acl)
         assert await _may_read(two.acl, secret)
         await one.acl.delete_token(ALLOW_ALL, accessor)
         assert await _may_read(two.acl, secret)  # from memory until its poll
-        clock.pass_poll()
+        await _polled(two.acl, clock)
         with pytest.raises(PermissionDeniedError, match=r"^ACL not found$"):
             await _may_read(two.acl, secret)
 

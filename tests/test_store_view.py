@@ -4,6 +4,7 @@ without one, after the poll; its own writes cost no feed read; a view behind the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,12 +77,42 @@ async def test_another_writer_is_seen_after_the_poll_without_any_notification(tw
     saved = await other_writes(two, acceptor("1", "a"))
     two.clock.now += 0.9
     assert await two.view.get_by_id("1") is None
-    two.clock.now += 0.2  # the poll is due
+    two.clock.now += 0.2  # the poll is due: the read answers from memory, the catch-up runs beside it
+    assert await two.view.get_by_id("1") is None
+    await two.view.settled()
     assert await two.view.get_by_id("1") == saved
     updated = await other_writes(two, replace(saved, meta={"k": "v"}))
     two.clock.now += 1.1
+    assert await two.view.get("default", "A") == saved
+    await two.view.settled()
     assert await two.view.get("default", "A") == updated
     assert await two.view.partition_index("default") == updated.modify_index
+
+
+async def test_a_due_poll_never_makes_a_read_wait(two: Two, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poll's catch-up runs beside the reads: while it waits on the database, reads answer from memory,
+    and one catch-up runs however many reads find the poll due."""
+    async with two.view.transaction() as tx:
+        mine = await tx.save(acceptor("1", "a"))
+    inner = two.view._inner
+    real = inner.changes_since
+    release = asyncio.Event()
+    reads: list[int] = []
+
+    async def slow(since: int, limit: int = 1000) -> Changes:
+        reads.append(since)
+        await release.wait()  # the database is slow to answer
+        return await real(since, limit)
+
+    monkeypatch.setattr(inner, "changes_since", slow)
+    two.clock.now += 1.1
+    for _ in range(50):
+        async with asyncio.timeout(1):  # would hang (the catch-up waits for `release`) if the read waited
+            assert await two.view.get("default", "a") == mine
+        await asyncio.sleep(0)  # the catch-up, once started, waits for the database
+    assert reads == [mine.modify_index]
+    release.set()
+    await two.view.settled()
 
 
 async def test_another_writers_removal_reaches_the_view(two: Two) -> None:

@@ -9,7 +9,7 @@ read, when
 - the notifier it follows (`follow`) announced an index above `synced` (a commit anywhere: the
   notifier's `index`), or
 - `poll` seconds passed since the last catch-up (the safety net: correctness never depends on a
-  notification).
+  notification); that catch-up runs beside the read, which answers from memory (`store.poll`).
 Its own writes are applied at once, and advance `synced` without reading the feed when no other
 write came between (so a single writer reads no feed per write). A reader behind the feed's
 horizon (entries reaped) reloads in full. Indexes never go backwards in the view (every apply keeps
@@ -42,6 +42,7 @@ from peering.store.base import (
     Store,
     Transaction,
 )
+from peering.store.poll import Poll
 
 POLL = 0.5  # seconds between two catch-ups without notification (writes visible everywhere within 1 s)
 _PAGE = 1000
@@ -143,9 +144,7 @@ class CachedStore:
         self._synced = 0  # every change of the feed up to here is applied
         self._own: set[int] = set()  # indexes of this view's own commits above `_synced`
         self._announcer: Announcer | None = None
-        self._poll = poll
-        self._monotonic = monotonic
-        self._next_poll = monotonic() + poll
+        self._poll = Poll("peering view", self.catch_up, every=poll, monotonic=monotonic)
         self._sync_lock = asyncio.Lock()
 
     @classmethod
@@ -187,15 +186,26 @@ class CachedStore:
         self._own = {i for i in self._own if i > self._synced}
 
     async def _fresh(self) -> None:
-        """Catch up first if another writer may have committed something the view lacks."""
+        """Catch up first if another writer is known to have committed something the view lacks; start the
+        poll's catch-up beside the read if it is due."""
         announced = self._announcer.index if self._announcer is not None else 0
-        if announced > self._synced or self._monotonic() >= self._next_poll:
+        if announced > self._synced:
             await self.catch_up()
+        else:
+            self._poll.start_if_due()
+
+    async def settled(self) -> None:
+        """Wait for the poll's catch-up in progress, if any."""
+        await self._poll.settled()
+
+    async def stop_polling(self) -> None:
+        """Cancel the poll's catch-up in progress, if any (before the database underneath closes)."""
+        await self._poll.stop()
 
     async def catch_up(self) -> None:
         """Apply every change the feed has after `synced` (re-reading the rows it names)."""
         async with self._sync_lock:
-            self._next_poll = self._monotonic() + self._poll
+            self._poll.caught_up()
             while True:
                 page = await self._inner.changes_since(self._synced, _PAGE)
                 if page.horizon > self._synced:

@@ -74,13 +74,19 @@ async def open_database(url: str | None, data_dir: Path) -> AsyncIterator[Databa
             # the in-memory view follows the change feed (the notifier announces other replicas' commits,
             # a poll underneath): reads come from memory, visible on every replica within 1 s
             cached = await CachedStore.load(postgres)
-            yield Database(cached, PostgresAclStore(postgres), dsn)
+            try:
+                yield Database(cached, PostgresAclStore(postgres), dsn)
+            finally:
+                await cached.stop_polling()
         finally:
             await postgres.close()
         return
     sqlite = await SqliteStore.open(data_dir / DATABASE_FILE)
     try:
         cached = await CachedStore.load(sqlite)  # reads from memory, writes through to SQLite
-        yield Database(cached, SqliteAclStore(sqlite), None)
+        try:
+            yield Database(cached, SqliteAclStore(sqlite), None)
+        finally:
+            await cached.stop_polling()
     finally:
         await sqlite.close()
