@@ -98,6 +98,9 @@ class AclService:
         found = self._store.held(hash_secret(secret) if secret else None)
         if found is None or not secret:
             return found
+        token = found.token  # most tokens have neither limit: no call to `_refused` then
+        if token.expiration_time is None and not token.allowed_cidrs:
+            return found
         return None if self._refused(found, source) else found
 
     async def authority(self, secret: str | None, source: str | None) -> Authority:

@@ -104,7 +104,9 @@ class CachedAcl:
     def held(self, secret_hash: str | None) -> Authority | None:
         """What `resolve` answers when memory alone answers it (the feed read and the entry held); None when
         only `resolve` can say (the feed must be read first, or the secret is not held)."""
-        if self._feed is None or self._behind():
+        if self._feed is None or self._synced is None:
+            return None
+        if self._notifier is not None and self._notifier.index > self._synced:  # `_behind`, inlined (hot)
             return None
         self._poll.start_if_due()
         key = secret_hash or _ANONYMOUS

@@ -52,7 +52,8 @@ class Caller(Access):
         return await self._resolver.authority(self._secret, self._source)
 
     async def require(self, resource: str, level: Level) -> None:
-        authority = self._held() or await self._resolved()
+        # the hottest check of all (every read with ACLs on): `_held` inlined
+        authority = self._resolver.held(self._secret, self._source) or await self._resolved()
         if not authority.allows(resource, level):
             raise denied(authority, resource, level)
 

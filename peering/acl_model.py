@@ -218,16 +218,24 @@ class Authority:
     token: AclToken
     grants: Grants | None
     default_allow: bool
+    # whole-resource answers already given (a few resources by four levels): a check of every request costs
+    # one lookup; an Authority is dropped with its cache entry whenever its token or a policy changes
+    _allowed: dict[tuple[str, Level], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def _default(self, decision: bool | None) -> bool:
         return self.default_allow if decision is None else decision
 
     def allows(self, resource: str, need: Level) -> bool:
         """A whole resource; `acl` is never granted by the default policy (Consul's `allowManage`)."""
-        if self.grants is None:
-            return True
-        decision = self.grants.decide(resource, need)
-        return decision if decision is not None else self.default_allow and resource != "acl"
+        answer = self._allowed.get((resource, need))
+        if answer is None:
+            if self.grants is None:
+                answer = True
+            else:
+                decision = self.grants.decide(resource, need)
+                answer = decision if decision is not None else self.default_allow and resource != "acl"
+            self._allowed[(resource, need)] = answer
+        return answer
 
     def allows_named(self, resource: str, name: str, need: Level) -> bool:
         """The thing `name` of a named resource."""

@@ -50,7 +50,7 @@ class Poll:
 
     def start_if_due(self) -> None:
         """Start the catch-up beside the caller if the poll is due and none runs (the caller never waits)."""
-        if self._task is None and self.due():
+        if self._task is None and self._monotonic() >= self._next:  # `due`, inlined: every read asks
             self.caught_up()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"poll of the {self._what}")
 
