@@ -39,6 +39,8 @@ def log(message: str) -> None:
 
 
 SECTION = "acl"
+ACL_REPETITIONS = 9  # per target in a full run (a third of that with --quick's one repetition: 3)
+ACL_SECONDS = 2
 MANAGEMENT = str(uuid.uuid4())  # this run's initial management token (never printed)
 ACLS_ON = ("--acl-enabled", "--acl-default-policy", "deny", "--acl-initial-management-token", MANAGEMENT)
 
@@ -88,7 +90,10 @@ def measure(bench: Bench) -> None:
         "acl: read, ACLs on, debug log": (read(logged, secret_logged), logged),
         "acl: bare ASGI": (read(asgi), asgi),
     }
-    m = bench.repeat(targets)
+    # the ratios judged here compare processes whose throughput this machine moves by up to a third from one
+    # run to the next (the same server, seconds apart): more, shorter runs, interleaved, so that the medians
+    # hold (3 x 5 s gave 0.76x and 0.88x for one build within minutes)
+    m = bench.repeat(targets, repetitions=ACL_REPETITIONS * bench.plan.repetitions // 3 or 1, seconds=ACL_SECONDS)
     cpu = bench.data.setdefault("cpu_us_per_request", {})
     for key, (target, server) in targets.items():  # CPU time, which other work on the machine barely moves
         before = server.cpu_seconds()
@@ -121,7 +126,9 @@ def notes(bench: Bench) -> list[str]:
     return [
         "ACL rows: three `peering serve` processes at the default log level (`info`; the debug row at `debug`), "
         'one peering each; ACLs on = default deny, read with a token whose only policy is `peering = "read"` '
-        "(X-Consul-Token). The raw ASGI baseline answers the service's read bytes; all four interleaved."
+        "(X-Consul-Token). The raw ASGI baseline answers the service's read bytes; all four interleaved, "
+        f"{ACL_REPETITIONS * bench.plan.repetitions // 3 or 1} x {ACL_SECONDS} s each after a {bench.plan.warmup} s "
+        "warm-up (this machine moves one server's throughput by up to a third between runs seconds apart)."
         + (f" Server CPU time per request (one more {bench.plan.seconds} s run each): {per_request}." if cpu else "")
     ]
 

@@ -158,15 +158,18 @@ class Bench:
         self.foreign.append(result.foreign_cpu)
         return result
 
-    def repeat(self, targets: dict[str, tuple[Target, Server]]) -> dict[str, Measurement]:
-        """Each target `repetitions` times, interleaved (all targets once, then again)."""
+    def repeat(
+        self, targets: dict[str, tuple[Target, Server]], *, repetitions: int | None = None, seconds: int | None = None
+    ) -> dict[str, Measurement]:
+        """Each target `repetitions` times (the plan's unless given), interleaved (all targets once, then again)."""
         results = {key: Measurement() for key in targets}
-        for rep in range(self.plan.repetitions):
+        repetitions = repetitions or self.plan.repetitions
+        for rep in range(repetitions):
             for key, (target, server) in targets.items():
-                run = self.measure(target, server)
+                run = self.measure(target, server, seconds=seconds)
                 results[key].runs.append(run)
                 log(
-                    f"  {key} [{rep + 1}/{self.plan.repetitions}]: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms"
+                    f"  {key} [{rep + 1}/{repetitions}]: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms"
                     + (f", {run.socket_errors + run.bad_status} ERRORS" if run.socket_errors + run.bad_status else "")
                 )
         for key, measurement in results.items():
