@@ -31,7 +31,7 @@ from bench.populate import CONNECTIONS, READ_NAME
 from bench.procs import Server
 
 if TYPE_CHECKING:
-    from bench.harness import Bench
+    from bench.harness import Bench, Plan
 
 
 def log(message: str) -> None:
@@ -51,6 +51,11 @@ def _checked(response: httpx.Response) -> httpx.Response:
             f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
         )
     return response
+
+
+def repetitions(plan: Plan) -> int:
+    """Runs per target: `ACL_REPETITIONS` in a full run, a third of that with --quick."""
+    return max(1, ACL_REPETITIONS * plan.repetitions // 3)
 
 
 def read_token(server: Server) -> str:
@@ -93,7 +98,7 @@ def measure(bench: Bench) -> None:
     # the ratios judged here compare processes whose throughput this machine moves by up to a third from one
     # run to the next (the same server, seconds apart): more, shorter runs, interleaved, so that the medians
     # hold (3 x 5 s gave 0.76x and 0.88x for one build within minutes)
-    m = bench.repeat(targets, repetitions=ACL_REPETITIONS * bench.plan.repetitions // 3 or 1, seconds=ACL_SECONDS)
+    m = bench.repeat(targets, repetitions=repetitions(bench.plan), seconds=ACL_SECONDS)
     cpu = bench.data.setdefault("cpu_us_per_request", {})
     for key, (target, server) in targets.items():  # CPU time, which other work on the machine barely moves
         before = server.cpu_seconds()
@@ -127,7 +132,7 @@ def notes(bench: Bench) -> list[str]:
         "ACL rows: three `peering serve` processes at the default log level (`info`; the debug row at `debug`), "
         'one peering each; ACLs on = default deny, read with a token whose only policy is `peering = "read"` '
         "(X-Consul-Token). The raw ASGI baseline answers the service's read bytes; all four interleaved, "
-        f"{ACL_REPETITIONS * bench.plan.repetitions // 3 or 1} x {ACL_SECONDS} s each after a {bench.plan.warmup} s "
+        f"{repetitions(bench.plan)} x {ACL_SECONDS} s each after a {bench.plan.warmup} s "
         "warm-up (this machine moves one server's throughput by up to a third between runs seconds apart)."
         + (f" Server CPU time per request (one more {bench.plan.seconds} s run each): {per_request}." if cpu else "")
     ]

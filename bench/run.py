@@ -52,7 +52,8 @@ def run(bench: Bench) -> Sweep:
         sweep = sqlite_rows.measure(bench)
         bench.stop_all()  # each part's processes are done: nothing of theirs runs beside the next
         log(
-            f"ACL rows: {plan.repetitions} x {plan.seconds} s per target, ACLs off, on, on at debug log level, raw ASGI"
+            f"ACL rows: {acl_rows.repetitions(plan)} x {acl_rows.ACL_SECONDS} s per target, ACLs off, on, on at debug "
+            "log level, raw ASGI"
         )
         acl_rows.measure(bench)
         bench.stop_all()
