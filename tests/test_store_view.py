@@ -5,6 +5,7 @@ without one, after the poll; its own writes cost no feed read; a view behind the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -162,3 +163,37 @@ async def test_a_view_behind_the_reaped_horizon_reloads(two: Two) -> None:
     assert await two.view.get_by_id("2") == last
     assert await two.view.list_peerings("p2") == ([last], last.modify_index)
     assert two.view.synced >= last.modify_index > first.modify_index
+
+
+async def test_a_failing_poll_is_logged_once_and_tried_again(
+    two: Two, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A catch-up the poll started that fails (the database is away) leaves the reads answering from memory,
+    says so once at warning level, and is tried at the next due poll; the first that works says so."""
+    async with two.view.transaction() as tx:
+        mine = await tx.save(acceptor("1", "a"))
+    inner = two.view._inner
+    real = inner.changes_since
+    failing = True
+
+    async def flaky(since: int, limit: int = 1000) -> Changes:
+        if failing:
+            raise ConnectionError("the database went away")
+        return await real(since, limit)
+
+    monkeypatch.setattr(inner, "changes_since", flaky)
+    caplog.set_level(logging.DEBUG, logger="peering.store")
+    for _ in range(3):
+        two.clock.now += 1.1
+        assert await two.view.get("default", "a") == mine
+        await two.view.settled()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "the database went away" in warnings[0].getMessage()
+    failing = False
+    other = await other_writes(two, acceptor("2", "b"))
+    two.clock.now += 1.1
+    await two.view.get("default", "a")
+    await two.view.settled()
+    assert await two.view.get("default", "b") == other
+    assert any("works again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)

@@ -40,6 +40,7 @@ class Poll:
         self._monotonic = monotonic
         self._next = monotonic() + every if first is None else first
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # the last catch-up failed (logged once at warning, then at debug until one works)
 
     def due(self) -> bool:
         return self._monotonic() >= self._next
@@ -58,7 +59,13 @@ class Poll:
         try:
             await self._catch_up()
         except Exception as exc:  # noqa: BLE001 -- the database is away: the next due read polls again
-            log.debug("the poll of the %s failed (%s: %s); it is tried again", self._what, type(exc).__name__, exc)
+            level = logging.DEBUG if self._failing else logging.WARNING
+            log.log(level, "the poll of the %s failed (%s: %s); it is tried again", self._what, type(exc).__name__, exc)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("the poll of the %s works again", self._what)
+            self._failing = False
         finally:
             self._task = None
 
