@@ -24,7 +24,7 @@ async def other(runtime: Runtime, settings: Settings, monkeypatch: pytest.Monkey
     """A second writer on the runtime's database file; the runtime's view never polls (its clock stands still)."""
     view = runtime.cluster.store
     assert isinstance(view, CachedStore)
-    monkeypatch.setattr(view, "_monotonic", lambda: 0.0)  # the next poll is never due: only catch_up() reads
+    monkeypatch.setattr(view._poll, "_monotonic", lambda: 0.0)  # the next poll is never due: only catch_up() reads
     store = await SqliteStore.open(settings.data_dir / DATABASE_FILE)
     yield store
     await store.close()
