@@ -89,6 +89,10 @@ class AclService:
         """The access of a request carrying `secret` from `source` (everything when ACLs are off)."""
         return Caller(self, secret, source) if self.enabled else Access()
 
+    async def stop_polling(self) -> None:
+        """Cancel the cache's poll of the change feed in progress, if any (before the database closes)."""
+        await self._store.stop_polling()
+
     async def resolve(self, secret: str | None, source: str | None) -> AclToken:
         """The token a secret names (anonymous when none). Raises PermissionDeniedError as `authority`."""
         return (await self.authority(secret, source)).token
@@ -97,9 +101,6 @@ class AclService:
         """`authority`'s answer if memory gives it at once and it refuses nothing; None: ask `authority`."""
         found = self._store.held(hash_secret(secret) if secret else None)
         if found is None or not secret:
-            return found
-        token = found.token  # most tokens have neither limit: no call to `_refused` then
-        if token.expiration_time is None and not token.allowed_cidrs:
             return found
         return None if self._refused(found, source) else found
 

@@ -104,9 +104,7 @@ class CachedAcl:
     def held(self, secret_hash: str | None) -> Authority | None:
         """What `resolve` answers when memory alone answers it (the feed read and the entry held); None when
         only `resolve` can say (the feed must be read first, or the secret is not held)."""
-        if self._feed is None or self._synced is None:
-            return None
-        if self._notifier is not None and self._notifier.index > self._synced:  # `_behind`, inlined (hot)
+        if self._feed is None or self._behind():
             return None
         self._poll.start_if_due()
         key = secret_hash or _ANONYMOUS
@@ -192,6 +190,10 @@ class CachedAcl:
     async def settled(self) -> None:
         """Wait for the poll's read of the feed in progress, if any."""
         await self._poll.settled()
+
+    async def stop_polling(self) -> None:
+        """Cancel the poll's read of the feed in progress, if any (before the database underneath closes)."""
+        await self._poll.stop()
 
     async def catch_up(self) -> None:
         """Apply every ACL change of the feed after what was read, now."""

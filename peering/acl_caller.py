@@ -52,8 +52,7 @@ class Caller(Access):
         return await self._resolver.authority(self._secret, self._source)
 
     async def require(self, resource: str, level: Level) -> None:
-        # the hottest check of all (every read with ACLs on): `_held` inlined
-        authority = self._resolver.held(self._secret, self._source) or await self._resolved()
+        authority = self._held() or await self._resolved()
         if not authority.allows(resource, level):
             raise denied(authority, resource, level)
 

@@ -86,6 +86,7 @@ async def open_runtime(
     ):
         peers = PeerClient(client_ssl_context, attempt_timeout=min(2.0, settings.heartbeat_timeout))
         streams = PeerClient(client_ssl_context, max_in_flight=4096)  # long-polls must not starve heartbeats
+        acls: AclService | None = None
         try:
             timings = Timings(settings.heartbeat_interval, settings.heartbeat_timeout, establish_timeout)
             # with replicas, tokens list every live replica's peering address, kept up to date by the registry
@@ -138,6 +139,8 @@ async def open_runtime(
                 owner.cancel()
                 await asyncio.gather(owner, return_exceptions=True)
         finally:
+            if acls is not None:
+                await acls.stop_polling()  # its cache's poll reads the database that closes next
             await peers.aclose()
             await streams.aclose()
 

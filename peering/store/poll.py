@@ -42,16 +42,13 @@ class Poll:
         self._task: asyncio.Task[None] | None = None
         self._failing = False  # the last catch-up failed (logged once at warning, then at debug until one works)
 
-    def due(self) -> bool:
-        return self._monotonic() >= self._next
-
     def caught_up(self) -> None:
         """A catch-up (polled or not) starts now: the next poll is `every` seconds later."""
         self._next = self._monotonic() + self._every
 
     def start_if_due(self) -> None:
         """Start the catch-up beside the caller if the poll is due and none runs (the caller never waits)."""
-        if self._task is None and self._monotonic() >= self._next:  # `due`, inlined: every read asks
+        if self._task is None and self._monotonic() >= self._next:
             self.caught_up()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"poll of the {self._what}")
 
