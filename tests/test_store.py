@@ -161,6 +161,19 @@ async def test_lists_are_sorted_by_name_and_every_peering_by_partition(store: St
     ]  # fmt: skip
 
 
+async def test_terminated_lists_the_terminated_ones_deleted_or_not_until_removed(store: Store) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    async with store.transaction() as tx:
+        await tx.save(acceptor("1", "live"))
+        await tx.save(replace(acceptor("2", "ended"), state=PeeringState.TERMINATED))
+        await tx.save(replace(acceptor("3", "deleted", "b"), state=PeeringState.TERMINATED, deleted_at=now))
+    assert sorted(p.id for p in await store.terminated()) == ["2", "3"]
+    async with store.transaction() as tx:
+        await tx.remove("3")
+        await tx.save(replace(acceptor("1", "live"), state=PeeringState.TERMINATED))
+    assert sorted(p.id for p in await store.terminated()) == ["1", "2"]
+
+
 async def test_removal_bumps_the_partition_index(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.save(acceptor("1", "a"))

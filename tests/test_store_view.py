@@ -74,6 +74,18 @@ async def test_another_writer_is_seen_after_a_notification(two: Two) -> None:
     assert two.view.synced == saved.modify_index
 
 
+async def test_the_views_terminated_ones_follow_its_own_writes_and_another_writers(two: Two) -> None:
+    async with two.view.transaction() as tx:
+        await tx.save(acceptor("1", "a"))
+        await tx.save(replace(acceptor("2", "b"), state=PeeringState.TERMINATED))
+    assert [p.id for p in await two.view.terminated()] == ["2"]
+    await other_writes(two, replace(acceptor("1", "a"), state=PeeringState.TERMINATED))
+    async with two.other.transaction() as tx:
+        await tx.remove("2")
+    two.notifier.notify(await two.other.current_index())
+    assert [p.id for p in await two.view.terminated()] == ["1"]
+
+
 async def test_another_writer_is_seen_after_the_poll_without_any_notification(two: Two) -> None:
     saved = await other_writes(two, acceptor("1", "a"))
     two.clock.now += 0.9

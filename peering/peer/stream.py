@@ -23,7 +23,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from peering.cluster import Cluster, hash_secret, same_secret
-from peering.domain import Peering, PeeringState, Role
+from peering.domain import Peering, Role
 from peering.errors import InvalidRequestError, PeeringError, PeerProtocolError, SecretRejectedError
 from peering.inbound import RejectionLog
 from peering.outbound import log_fields, target_of
@@ -293,11 +293,9 @@ class Replication:
 
     async def purge_terminated(self, fence: Fence | None = None) -> None:
         """Purge every terminated peering not purged yet by this process (FAILING ones keep their imports)."""
-        peerings = await self._cluster.store.every_peering()
-        self._purged &= {p.id for p in peerings}  # removed ones leave the set
+        peerings = await self._cluster.store.terminated()
+        self._purged &= {p.id for p in peerings}  # removed ones, and any no longer terminated, leave the set
         for peering in peerings:
-            if peering.state is PeeringState.TERMINATED and peering.id not in self._purged:
+            if peering.id not in self._purged:
                 await self.purge(peering, fence)
                 self._purged.add(peering.id)
-            elif peering.state is not PeeringState.TERMINATED:
-                self._purged.discard(peering.id)

@@ -268,6 +268,9 @@ class Store(Protocol):
     async def live_links(self) -> list[Peering]:
         """Peerings, in every partition, that have a peer and are not terminated or deleted."""
 
+    async def terminated(self) -> list[Peering]:
+        """Peerings, in every partition, in state `TERMINATED` (deleted ones too, until removed), in no order."""
+
     async def secrets(self, peering_id: str) -> Secrets:
         """The secrets of a peering (empty if none), read outside a transaction."""
 

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from peering.domain import Peering
+from peering.domain import Peering, PeeringState
 from peering.store.base import (
     AclReads,
     AclWrites,
@@ -137,6 +137,7 @@ class CachedStore:
         self._inner = inner
         self._by_id: dict[str, Peering] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (partition, lower-cased name) -> ID
+        self._terminated: set[str] = set()  # IDs of the TERMINATED ones, so that finding them is not a scan
         self._partition_index: dict[str, int] = {}
         self._sorted: dict[str, list[Peering]] = {}  # per partition, rebuilt after a change
         self._removed_at: dict[str, int] = {}  # ID -> index of its removal
@@ -173,6 +174,7 @@ class CachedStore:
         indexes = {part: await self._inner.partition_index(part) for part in partitions}
         # no await from here on: readers see the old view or the new one
         self._by_id, self._by_name, self._sorted, self._listed_index = {}, {}, {}, {}
+        self._terminated = set()
         for peering in peerings:
             self._put(peering)
         for part, index in indexes.items():
@@ -258,10 +260,13 @@ class CachedStore:
             self._drop(old)
         self._by_id[peering.id] = peering
         self._by_name[(peering.partition, peering.name.lower())] = peering.id
+        if peering.state is PeeringState.TERMINATED:
+            self._terminated.add(peering.id)
         self._sorted.pop(peering.partition, None)
 
     def _drop(self, peering: Peering) -> None:
         del self._by_id[peering.id]
+        self._terminated.discard(peering.id)
         key = (peering.partition, peering.name.lower())
         if self._by_name.get(key) == peering.id:
             del self._by_name[key]
@@ -332,6 +337,10 @@ class CachedStore:
     async def every_peering(self) -> list[Peering]:
         await self._fresh()
         return sorted(self._by_id.values(), key=lambda p: (p.partition, p.name.lower()))
+
+    async def terminated(self) -> list[Peering]:
+        await self._fresh()
+        return [self._by_id[peering_id] for peering_id in self._terminated]
 
     async def current_index(self) -> int:
         return await self._inner.current_index()  # ACL writes bump it too, outside this view

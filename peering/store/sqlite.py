@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +57,23 @@ class SqliteTransaction:
     def __init__(self, conn: InlineWriter) -> None:
         self._conn = conn
         self._index: int | None = None
-        self._acl = SqliteAclWrites(conn, self.bump)
-        self._catalog = SqliteCatalogWrites(conn, self.bump)
-        self._config = SqliteConfigWrites(conn, self.bump)
-        self._replication = SqliteReplicationWrites(conn)
 
-    @property
+    # the other kinds' writers are made on first use: most units write peerings only
+    @cached_property
     def acl(self) -> SqliteAclWrites:
-        return self._acl
+        return SqliteAclWrites(self._conn, self.bump)
 
-    @property
+    @cached_property
     def catalog(self) -> SqliteCatalogWrites:
-        return self._catalog
+        return SqliteCatalogWrites(self._conn, self.bump)
 
-    @property
+    @cached_property
     def config(self) -> SqliteConfigWrites:
-        return self._config
+        return SqliteConfigWrites(self._conn, self.bump)
 
-    @property
+    @cached_property
     def replication(self) -> SqliteReplicationWrites:
-        return self._replication
+        return SqliteReplicationWrites(self._conn)
 
     @property
     def wrote(self) -> bool:
@@ -252,6 +250,10 @@ class SqliteStore:
         async with self._read_lock, self._reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
+    async def _peerings(self, where: str, params: tuple[Any, ...] = ()) -> list[Peering]:
+        """The peerings a query's `WHERE ...` (or `ORDER BY ...`) clause picks, on the reader."""
+        return [_from_row(row) for row in await self._rows(f"SELECT {_COLUMNS} FROM peerings {where}", params)]
+
     @property
     def acl(self) -> SqliteAclReads:
         return self._acl
@@ -309,31 +311,18 @@ class SqliteStore:
         return max(1, int(row[0])) if row else 1
 
     async def awaiting_notice(self, now: datetime) -> list[Peering]:
-        async with (
-            self._read_lock,
-            self._reader.execute(
-                f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after > ?",
-                (timestamp(now),),
-            ) as cur,
-        ):
-            return [_from_row(row) for row in await cur.fetchall()]
+        return await self._peerings("WHERE remove_after IS NOT NULL AND remove_after > ?", (timestamp(now),))
 
     async def every_peering(self) -> list[Peering]:
-        async with (
-            self._read_lock,
-            self._reader.execute(f"SELECT {_COLUMNS} FROM peerings ORDER BY partition, lower(name)") as cur,
-        ):
-            return [_from_row(row) for row in await cur.fetchall()]
+        return await self._peerings("ORDER BY partition, lower(name)")
+
+    async def terminated(self) -> list[Peering]:
+        return await self._peerings("WHERE state = 'TERMINATED'")
 
     async def live_links(self) -> list[Peering]:
-        async with (
-            self._read_lock,
-            self._reader.execute(
-                f"SELECT {_COLUMNS} FROM peerings WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING') "
-                "AND (role = 'dialer' OR remote_cluster != '')"
-            ) as cur,
-        ):
-            return [_from_row(row) for row in await cur.fetchall()]
+        return await self._peerings(
+            "WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING') AND (role = 'dialer' OR remote_cluster != '')"
+        )
 
     async def secrets(self, peering_id: str) -> Secrets:
         async with (
@@ -346,14 +335,7 @@ class SqliteStore:
         return Secrets(*row) if row else Secrets()
 
     async def due_removals(self, now: datetime) -> list[Peering]:
-        async with (
-            self._read_lock,
-            self._reader.execute(
-                f"SELECT {_COLUMNS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after <= ?",
-                (timestamp(now),),
-            ) as cur,
-        ):
-            return [_from_row(row) for row in await cur.fetchall()]
+        return await self._peerings("WHERE remove_after IS NOT NULL AND remove_after <= ?", (timestamp(now),))
 
     async def changes_since(self, since: int, limit: int = 1000) -> Changes:
         async with self._read_lock:

@@ -17,6 +17,10 @@ COLUMNS = (
 )
 
 
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values)) if values else "[]"  # most are empty: no encoder for those
+
+
 def to_row(p: Peering) -> tuple[Any, ...]:
     return (
         p.id,
@@ -24,19 +28,19 @@ def to_row(p: Peering) -> tuple[Any, ...]:
         p.name,
         p.role.value,
         p.state.value,
-        json.dumps(dict(p.meta)),
+        json.dumps(dict(p.meta)) if p.meta else "{}",
         timestamp(p.deleted_at) if p.deleted_at else None,
         p.peer_id,
-        json.dumps(list(p.peer_ca_pems)),
+        _json_list(p.peer_ca_pems),
         p.peer_server_name,
-        json.dumps(list(p.peer_server_addresses)),
+        _json_list(p.peer_server_addresses),
         p.remote.datacenter,
         p.remote.partition,
         p.remote_cluster,
         p.create_index,
         p.modify_index,
-        json.dumps(list(p.imported_services)),
-        json.dumps(list(p.exported_services)),
+        _json_list(p.imported_services),
+        _json_list(p.exported_services),
     )
 
 

@@ -103,6 +103,7 @@ DUE_REMOVALS = (
 AWAITING_NOTICE = (
     f"SELECT {_COLS} FROM peerings WHERE remove_after IS NOT NULL AND remove_after > $1 ORDER BY remove_after"
 )
+TERMINATED = f"SELECT {_COLS} FROM peerings WHERE state = 'TERMINATED'"
 LIVE_LINKS = (
     f"SELECT {_COLS} FROM peerings WHERE deleted_at IS NULL AND state IN ('ACTIVE', 'FAILING') "
     "AND (role = 'dialer' OR remote_cluster <> '')"

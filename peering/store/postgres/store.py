@@ -330,6 +330,9 @@ class PostgresStore:
     async def live_links(self) -> list[Peering]:
         return await self._peerings(q.LIVE_LINKS)
 
+    async def terminated(self) -> list[Peering]:
+        return await self._peerings(q.TERMINATED)
+
     async def secrets(self, peering_id: str) -> Secrets:
         rows = await self.fetch(q.SECRETS, peering_id)
         return Secrets(*rows[0]) if rows else Secrets()
