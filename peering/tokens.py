@@ -89,7 +89,11 @@ def encode(token: PeeringToken, sign: Callable[[bytes], bytes]) -> str:
         "Remote": {"Datacenter": token.remote.datacenter, "Partition": token.remote.partition},
     }
     fields["Signature"] = base64.b64encode(sign(signed_payload(fields))).decode()
-    return base64.b64encode(orjson.dumps(fields)).decode()  # compact, as the signed payload
+    try:
+        outer = orjson.dumps(fields)  # compact, as the signed payload
+    except TypeError:  # a lone surrogate (only a crafted token has one): escaped, as the stdlib does
+        outer = json.dumps(fields, separators=(",", ":")).encode()
+    return base64.b64encode(outer).decode()
 
 
 def _fail(reason: str) -> InvalidTokenError:

@@ -27,14 +27,13 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peering.api.access_log import INTERNAL, RequestNotes
+from peering.api.delivery import WOKEN, Answer, Courier, deliver
 from peering.api.frozen import Freezer, for_loop
 from peering.api.query import CLIENT_CLOSED, blocking_params
 from peering.metrics import Metrics
@@ -45,27 +44,17 @@ log = logging.getLogger("peering.api")
 _INDEX_HEADER = b"x-consul-index"
 BUCKET = 0.1  # s: deadlines are kept in steps of this (a wait ends up to this much late)
 FRESH_FOR = 1.0  # s: a group's answer that new members may take as theirs (see `_fresh`)
-CHUNK = 32  # answers sent in one turn of the event loop
 _FOLLOW_SECONDS = 3600.0  # the dispatcher's wait for the next write, renewed for ever
 _FAILED = (500, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")], b"Internal Server Error")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A whole response as the app sent it, and its `X-Consul-Index` (None unless a 200 with one)."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    index: int | None
 
 
 class _Member:
     """One parked request (`send` is dropped once it is answered or gone: nothing else keeps its request)."""
 
-    __slots__ = ("answered", "bucket", "expired", "group", "min_index", "send", "sent")
+    __slots__ = ("answered", "bucket", "expired", "group", "min_index", "scope", "send", "sent")
 
-    def __init__(self, send: Send, min_index: int, group: _Group, bucket: int) -> None:
+    def __init__(self, scope: Scope, send: Send, min_index: int, group: _Group, bucket: int) -> None:
+        self.scope = scope  # the request's own (its task holds it anyway)
         self.send: Send | None = send
         self.min_index = min_index
         self.group = group
@@ -103,9 +92,8 @@ class BlockingQueries:
         self._buckets: dict[int, dict[_Member, None]] = {}  # members by deadline, in steps of `BUCKET` s
         self._generation = 0  # dispatcher wake-ups so far (a read that started before one may be stale)
         self._follower: asyncio.Task[None] | None = None
-        self._outbox: deque[tuple[_Member, Answer]] = deque()
-        self._courier: asyncio.Task[None] | None = None
-        self._slow: set[asyncio.Task[None]] = set()  # deliveries that had to wait for their client
+        self._courier: Courier[_Member] = Courier(self._take)
+        self._woken = self._courier.defer  # one bound method for every answer
         self._freezer: Freezer | None = None  # the event loop's, from the first parked query on
         self._notes = notes
 
@@ -121,7 +109,7 @@ class BlockingQueries:
         key = _key(scope, wanted.plain)
         group = self._groups.get(key)
         if group is not None and not wanted.consistent and self._fresh(group, min_index):
-            member = self._join(key, scope, send, min_index, wanted.wait)  # nothing newer to read yet
+            member = self._join(key, scope, scope, send, min_index, wanted.wait)  # nothing newer to read yet
             if group.route is not None:
                 scope["route"] = group.route
         else:
@@ -133,10 +121,10 @@ class BlockingQueries:
                 await self._app(scope, receive, send)  # the route blocks (or refuses) as it always did
                 return
             if answer.index > min_index:
-                await _deliver(send, answer)
+                await deliver(send, answer)
                 self._note(scope, answer.status, arrived)
                 return
-            member = self._join(key, base, send, min_index, wanted.wait)
+            member = self._join(key, base, scope, send, min_index, wanted.wait)
             group = member.group
             if generation != self._generation:
                 self._trigger(group)  # a write came between the read and now
@@ -191,13 +179,15 @@ class BlockingQueries:
                     index = int(value)
         return Answer(status, headers, bytes(body), index)
 
-    def _join(self, key: tuple[Any, ...], base: Scope, send: Send, min_index: int, wait: float) -> _Member:
+    def _join(
+        self, key: tuple[Any, ...], base: Scope, scope: Scope, send: Send, min_index: int, wait: float
+    ) -> _Member:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(key, base)
         loop = asyncio.get_running_loop()
         bucket = math.ceil((loop.time() + wait) / BUCKET)
-        member = _Member(send, min_index, group, bucket)
+        member = _Member(scope, send, min_index, group, bucket)
         group.members[member] = None
         if self._freezer is None:
             self._freezer = for_loop()
@@ -283,36 +273,16 @@ class BlockingQueries:
         if member.answered or member.send is None:
             return
         member.answered = True
-        self._outbox.append((member, answer))
-        if self._courier is None or self._courier.done():
-            self._courier = asyncio.get_running_loop().create_task(self._deliver_all())
+        self._courier.post(member, answer)
 
-    async def _deliver_all(self) -> None:
-        """Send what is in the outbox, `CHUNK` answers a turn of the event loop, so that the other
-        requests are served in between (a wake of 10,000 does not hold the loop for its whole length)."""
-        outbox = self._outbox
-        while outbox:
-            for _ in range(min(CHUNK, len(outbox))):
-                member, answer = outbox.popleft()
-                send = member.send
-                if send is not None:  # else its client left meanwhile
-                    member.sent = answer.status
-                    self._leave(member)
-                    self._drive(_deliver(send, answer))
-            await asyncio.sleep(0)
-
-    def _drive(self, delivery: Coroutine[Any, Any, None]) -> None:
-        """Run `delivery` here; only if it has to wait (its client does not read) does it become a task."""
-        try:
-            waiting_for = delivery.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("sending a parked blocking query's answer failed")
-            return
-        task = asyncio.get_running_loop().create_task(_resume(delivery, waiting_for))
-        self._slow.add(task)
-        task.add_done_callback(self._slow.discard)
+    def _take(self, member: _Member, answer: Answer) -> Send | None:
+        """`member`'s `Send` as the courier sends its answer (None: its client left meanwhile)."""
+        send = member.send
+        if send is not None:
+            member.sent = answer.status
+            member.scope[WOKEN] = self._woken
+            self._leave(member)
+        return send
 
     def _leave(self, member: _Member) -> None:
         if member.send is None:
@@ -344,30 +314,3 @@ def _key(scope: Scope, plain: bytes) -> tuple[Any, ...]:
     """What a route's answer to a plain read can depend on: path, query, client address, headers."""
     client = scope.get("client")
     return (scope.get("root_path", ""), scope["path"], plain, client[0] if client else "", tuple(scope["headers"]))
-
-
-async def _resume(delivery: Coroutine[Any, Any, None], waiting_for: Any) -> None:
-    """Carry on a delivery that stopped to wait for `waiting_for` (what it yielded, as a coroutine yields
-    to its task), as its task would."""
-    while True:
-        try:
-            if isinstance(waiting_for, asyncio.Future):
-                await asyncio.wait((waiting_for,))
-            else:
-                await asyncio.sleep(0)  # a bare yield
-        except asyncio.CancelledError:
-            delivery.close()
-            raise
-        try:
-            waiting_for = delivery.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("sending a parked blocking query's answer failed")
-            return
-
-
-async def _deliver(send: Send, answer: Answer) -> None:
-    """Send `answer` (each time with its own header list: a middleware may add to it)."""
-    await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
-    await send({"type": "http.response.body", "body": answer.body})

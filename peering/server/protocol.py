@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsCycle
 
 from peering.api.body import MAX_BODY_BYTES
+from peering.api.delivery import WOKEN
 from peering.api.frozen import Freezer, for_loop
 from peering.server.admission import Gate, Refused, Slot
 from peering.server.coalesce import Coalesced
@@ -98,6 +99,7 @@ class HttpProtocol(asyncio.Protocol):
     client: tuple[str, int] | None
     app: Any
     flow: Any
+    cycle: Any
     _unset_keepalive_if_required: Callable[[], None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -142,8 +144,12 @@ class HttpProtocol(asyncio.Protocol):
         if self._discarding:
             return
         account = self.account
+        cycle = self.cycle  # the last request's, until the next head
         if self._held is not None:  # still waiting (uvicorn's own flow control resumed reading meanwhile)
             self._held.append(data)
+            self.transport.pause_reading()
+        elif cycle is not None and (defer := cycle.scope.pop(WOKEN, None)) is not None and defer(self._resume):
+            self._held = [data]  # a woken watcher asking again: read once the wake is out (`api.blocking`)
             self.transport.pause_reading()
         elif account is not None and self.fairness.over(account):
             self._hold(account, data)
