@@ -8,9 +8,11 @@ of work); the per-name lock only saves the work of a second exchange inside one 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from peering import tokens
 from peering.acl_model import Access, Level
@@ -19,7 +21,7 @@ from peering.domain import Event, Peering, PeeringState, Remote, Role, transitio
 from peering.errors import PeeringConflictError, PeeringError, PermissionDeniedError
 from peering.identity import fingerprint
 from peering.locks import KeyedLocks
-from peering.outbound import Outbound, log_fields
+from peering.outbound import Outbound, log_fields, token_target
 from peering.rules import check_meta, check_peer_name, normalize_partition
 from peering.store.base import Secrets
 
@@ -103,11 +105,18 @@ class Establisher:
                 plan = await self._plan(request, access)
                 peering_id = plan.existing.id if plan.existing else self._cluster.new_id()
                 answer = await self._outbound.exchange(plan.token, plan.partition, peering_id)
+                secret = answer["StreamSecret"]
+                # the first heartbeat goes out now, not one interval later (SPEC §3.2), while the link is saved
+                first = asyncio.ensure_future(
+                    self._outbound.send_heartbeat(token_target(plan.token), plan.token.peer_id, secret)
+                )
                 try:
-                    saved = await self._save_dialer(plan, peering_id, answer["StreamSecret"])
+                    saved = await self._save_dialer(plan, peering_id, secret)
                 except BaseException:
+                    first.cancel()
+                    first.add_done_callback(_retrieved)
                     # the acceptor consumed the secret: undo its side too (SPEC §3.2, nothing left behind)
-                    await self._outbound.abandon(plan.token, answer["StreamSecret"])
+                    await self._outbound.abandon(plan.token, secret)
                     raise
         except PeeringError as exc:
             self._cluster.metrics.establish(exc.code)
@@ -115,8 +124,7 @@ class Establisher:
         self._cluster.metrics.establish("ok")
         self._cluster.tracker.forget(saved.id)
         log.info("peering established", extra={**log_fields(saved), "remote_datacenter": saved.remote.datacenter})
-        # the first heartbeat goes out now, not one interval later: it turns the acceptor ACTIVE
-        await self._outbound.heartbeat(saved)
+        await self._outbound.heartbeat_answered(saved, first)
         return saved
 
     async def _save_dialer(self, plan: _Plan, peering_id: str, stream_secret: str) -> Peering:
@@ -188,6 +196,12 @@ def refuse_deleted(existing: Peering) -> None:
         raise PeeringConflictError(
             f'cannot create peering with name: "{existing.name}"; the peering is marked for deletion'
         )
+
+
+def _retrieved(call: asyncio.Future[Any]) -> None:
+    """The first heartbeat of an establish that failed after all: its outcome does not matter."""
+    if not call.cancelled():
+        call.exception()
 
 
 def _decoded_or_none(raw: str) -> tokens.PeeringToken | None:

@@ -8,6 +8,7 @@ can be stored, logged and shown to clients as it is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from peering import __version__
@@ -141,15 +142,20 @@ class Outbound:
         reaching us, or another dialer replaced us), and this side turns `TERMINATED`. A shorter run of
         rejections (a replica that has not seen the exchange yet) counts as a failed heartbeat.
         """
+        secret = (await self._cluster.store.secrets(peering.id)).stream_secret or ""
+        return await self.heartbeat_answered(peering, self.send_heartbeat(target_of(peering), peering.peer_id, secret))
+
+    def send_heartbeat(self, target: PeerTarget, peer_id: str, stream_secret: str) -> Coroutine[Any, Any, Any]:
+        """The heartbeat call alone; `heartbeat_answered` records what its answer means (establish sends the
+        first one while it saves the link)."""
+        body = _body(StreamRequest(PeerID=peer_id, StreamSecret=stream_secret))
+        return self._peers.call(target, "heartbeat", body, expect=answer_checks(HeartbeatAnswer))
+
+    async def heartbeat_answered(self, peering: Peering, call: Awaitable[Any]) -> bool:
+        """Await the heartbeat `call` of `peering` and record what its answer means (see `heartbeat`)."""
         cluster = self._cluster
-        secret = (await cluster.store.secrets(peering.id)).stream_secret or ""
         try:
-            raw = await self._peers.call(
-                target_of(peering),
-                "heartbeat",
-                _body(StreamRequest(PeerID=peering.peer_id, StreamSecret=secret)),
-                expect=answer_checks(HeartbeatAnswer),
-            )
+            raw = await call
         except (PeerError, InvalidRequestError) as exc:  # a 400: the peer does not take our message
             cluster.metrics.heartbeat_sent("failed")
             return await self._heartbeat_failed(peering, exc.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,8 +93,12 @@ class _RacingOutbound:
     async def abandon(self, token: object, stream_secret: str) -> None:
         self.abandoned.append(stream_secret)
 
-    async def heartbeat(self, peering: object) -> None:
+    async def send_heartbeat(self, target: object, peer_id: str, stream_secret: str) -> None:
         return None
+
+    async def heartbeat_answered(self, peering: object, call: Awaitable[None]) -> bool:
+        await call
+        return True
 
 
 async def test_two_concurrent_establishes_of_one_name_make_one_success(runtime: Runtime, tmp_path: Path) -> None:
