@@ -8,7 +8,9 @@ runs `tests.hostile_client`, the attacker, as a process of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import re
 import subprocess
@@ -228,9 +230,22 @@ def attacking(config: dict[str, Any]) -> Iterator[Attacker]:
             process.stdout.close()
 
 
-def settled_rss(pid: int, seconds: float = 2.0) -> float:
-    """A's RSS once the attack's connections are gone (the server needs a moment to notice the closes)."""
-    time.sleep(seconds)
+def open_sockets(pid: int) -> int:
+    """How many sockets process `pid` holds open (its listeners and connections)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+def settled_rss(pid: int, sockets: int, timeout: float = 10.0) -> float:
+    """A's RSS once the attack's connections are gone: once it holds no more open sockets than `sockets` (as
+    many as before the attack), looked at every 50 ms for at most `timeout` s (another process's closes
+    send no event here)."""
+    deadline = time.monotonic() + timeout
+    while open_sockets(pid) > sockets and time.monotonic() < deadline:
+        time.sleep(0.05)
     return rss_mib(pid)
 
 

@@ -56,6 +56,7 @@ from tests.hostile_pair import (
     Watch,
     attacking,
     both_active,
+    open_sockets,
     peered,
     report,
     server_5xx,
@@ -100,6 +101,7 @@ def test_under_attack_the_peering_stays_active_reads_stay_fast_and_memory_stays_
         a, pid = pair.a.ready, pair.a.process.pid
         warm_up(pair)
         before, cpu_before, waited_before = rss_mib(pid), cpu_seconds(pid), run_queue_wait(pid)
+        sockets_before = open_sockets(pid)
         duration = 25
         config: dict[str, Any] = {
             "duration": duration,
@@ -114,7 +116,7 @@ def test_under_attack_the_peering_stays_active_reads_stay_fast_and_memory_stays_
             with watch.running(), reads.running():
                 stats = attacker.next("done", timeout=duration + 30)["stats"]
         cpu, waited = cpu_seconds(pid) - cpu_before, run_queue_wait(pid) - waited_before
-        after = settled_rss(pid)
+        after = settled_rss(pid, sockets_before)
         line = report(
             "acceptance",
             {
@@ -293,7 +295,7 @@ def test_rejected_input_does_not_grow_memory(tmp_path: Path) -> None:
     with peered(tmp_path) as pair:
         a, pid = pair.a.ready, pair.a.process.pid
         warm_up(pair)
-        before = rss_mib(pid)
+        before, sockets_before = rss_mib(pid), open_sockets(pid)
         config: dict[str, Any] = {
             "duration": 120,
             "spray": {"client": a["http_addr"], "count": 600, "name_bytes": 1_000_000, "workers": 4},
@@ -301,7 +303,7 @@ def test_rejected_input_does_not_grow_memory(tmp_path: Path) -> None:
         }
         with attacking(config) as attacker:
             stats = attacker.next("done", timeout=150)["stats"]
-        after = settled_rss(pid)
+        after = settled_rss(pid, sockets_before)
         requests = stats["requests"]
         line = report("finding-3", {"rss_before_mib": round(before, 1), "rss_after_mib": round(after, 1), **requests})
         assert requests["establish-unique-long-name"]["statuses"] == {"400": 600}, line
