@@ -41,7 +41,10 @@ def test_serve_start_stop_restart_keeps_everything(tmp_path: Path) -> None:
             assert http.get("/v1/status/leader").json() == cluster.peering_addr
             token = http.post("/v1/peering/token", json={"PeerName": "cluster-02", "Meta": {"env": "prod"}})
             assert token.status_code == 200
-            before = http.get("/v1/peering/cluster-02").json()
+            read = http.get("/v1/peering/cluster-02")
+            assert "server" not in read.headers  # no software banner (Consul sends none)
+            assert "date" in read.headers
+            before = read.json()
         wal = data / "peering.db-wal"
         assert stat.S_IMODE(wal.stat().st_mode) == 0o600  # while running, the WAL holds recent writes
         ca_pem = (data / "ca.pem").read_text()

@@ -214,6 +214,7 @@ async def _serving(
             "access_log": False,
             "log_config": None,
             "proxy_headers": False,  # X-Forwarded-For is believed only from --trusted-proxies (app.py)
+            "server_header": False,  # no software banner on either port (Consul sends none)
             "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
             "timeout_keep_alive": 5,
             "limit_concurrency": None,  # admission is the gates' (idle connections do not count)
