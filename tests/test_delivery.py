@@ -1,10 +1,13 @@
 """The courier of a wake's answers (`peering.api.delivery`): answers go out `CHUNK` a turn, and the woken
 connections' next requests (`defer`, which the protocol calls with how to read on) are read only once every
-answer is out, and are read even if the courier is cancelled."""
+answer is out, and are read even if the courier is cancelled. The last test holds a real connection that
+way, through both HTTP protocols."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +16,10 @@ from starlette.types import Message, Send
 from peering.api.blocking import BlockingQueries
 from peering.api.delivery import CHUNK, WOKEN, Answer, Courier
 from peering.notifier import LocalNotifier
+from tests.test_fairness import HELD_SOURCE, LEADER, _answer, _no_answer_yet, _open, _serving
 
 ANSWER = Answer(200, [(b"content-length", b"2")], b"[]", 7)
+KEEP_ALIVE = 5.0  # s: the servers' idle keep-alive timeout (`server/listeners.py`)
 
 
 class _Wake:
@@ -136,3 +141,40 @@ async def test_a_woken_request_carries_the_couriers_defer_in_its_scope() -> None
     notifier.notify(6)
     await asyncio.wait_for(task, 5)
     assert callable(scope[WOKEN])
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["httptools", "h11"])
+async def test_a_woken_connections_next_request_waits_for_the_courier(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake still going out (forced here: the courier takes every `defer`) holds what the woken connection
+    sends next, past the keep-alive timeout, and reads it when the courier says; others are served meanwhile."""
+    held: list[Callable[[], None]] = []
+
+    def defer(self: Courier[Any], read_on: Callable[[], None]) -> bool:
+        held.append(read_on)
+        return True
+
+    monkeypatch.setattr(Courier, "defer", defer)
+    async with _serving(tmp_path, kind, request_timeout=30.0) as node:  # the deadline out of the way
+        index = (await node.api.get("/v1/peerings")).headers["x-consul-index"]
+        reader, writer = await _open(node.http_addr, HELD_SOURCE)
+        try:
+            writer.write(f"GET /v1/peerings?index={index}&wait=60s HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert await _no_answer_yet(reader)  # parked
+            assert (await node.api.post("/v1/peering/token", json={"PeerName": "wakes-it"})).status_code == 200
+            assert b'"Name":"wakes-it"' in await _answer(reader)
+            writer.write(LEADER)  # the woken watcher asks again at once
+            # held past the keep-alive timeout (5 s) without being closed: a held request is not an idle connection
+            assert await _no_answer_yet(reader, KEEP_ALIVE + 0.5)
+            assert (await node.api.get("/v1/status/leader")).status_code == 200  # others are served meanwhile
+            assert len(held) == 1
+            held.pop()()
+            assert (await _answer(reader)).startswith(b"HTTP/1.1 200 ")
+            writer.write(LEADER)  # not woken this time: read at once
+            assert (await _answer(reader)).startswith(b"HTTP/1.1 200 ")
+            assert held == []
+        finally:
+            writer.close()

@@ -149,8 +149,9 @@ class HttpProtocol(asyncio.Protocol):
             self._held.append(data)
             self.transport.pause_reading()
         elif cycle is not None and (defer := cycle.scope.pop(WOKEN, None)) is not None and defer(self._resume):
-            self._held = [data]  # a woken watcher asking again: read once the wake is out (`api.blocking`)
+            self._held = [data]  # a woken watcher asking again: read once the wake is out (`api.delivery`)
             self.transport.pause_reading()
+            self._unset_keepalive_if_required()  # a held request is not an idle connection
         elif account is not None and self.fairness.over(account):
             self._hold(account, data)
         else:
