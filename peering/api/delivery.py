@@ -29,6 +29,7 @@ CHUNK = 32  # answers sent (or held connections read) in one turn of the event l
 WOKEN = "peering.woken"
 
 T = TypeVar("T")
+_DONE = object()  # what `_step` gives for a delivery that ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +89,8 @@ class Courier(Generic[T]):
 
     def _drive(self, delivery: Coroutine[Any, Any, None]) -> None:
         """Run `delivery` here; only if it has to wait (its client does not read) does it become a task."""
-        try:
-            waiting_for = delivery.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("sending a parked blocking query's answer failed")
+        waiting_for = _step(delivery)
+        if waiting_for is _DONE:
             return
         task = asyncio.get_running_loop().create_task(_resume(delivery, waiting_for))
         self._slow.add(task)
@@ -119,13 +116,20 @@ async def _resume(delivery: Coroutine[Any, Any, None], waiting_for: Any) -> None
         except asyncio.CancelledError:
             delivery.close()
             raise
-        try:
-            waiting_for = delivery.send(None)
-        except StopIteration:
+        waiting_for = _step(delivery)
+        if waiting_for is _DONE:
             return
-        except Exception:
-            log.exception("sending a parked blocking query's answer failed")
-            return
+
+
+def _step(delivery: Coroutine[Any, Any, None]) -> Any:
+    """Run `delivery` to its next wait: what it waits for, or `_DONE` once it ended (a failure is logged)."""
+    try:
+        return delivery.send(None)
+    except StopIteration:
+        return _DONE
+    except Exception:
+        log.exception("sending a parked blocking query's answer failed")
+        return _DONE
 
 
 async def deliver(send: Send, answer: Answer) -> None:
