@@ -86,13 +86,17 @@ def measure(bench: Bench) -> None:
     (base_dir / "read.json").write_bytes(_checked(httpx.get(f"{off.url}/v1/peering/{READ_NAME}")).content)
     asgi = bench.baseline("bare ASGI", base_dir)
 
-    def read(server: Server, token: str | None = None) -> Target:
-        return Target(f"{server.url}/v1/peering/{READ_NAME}", headers=(("X-Consul-Token", token),) if token else ())
+    def read(server: Server, token: str | None = None, query: str = "") -> Target:
+        headers = (("X-Consul-Token", token),) if token else ()
+        return Target(f"{server.url}/v1/peering/{READ_NAME}{query}", headers=headers)
 
     targets = {
         "acl: read, ACLs off": (read(off), off),
         "acl: read, ACLs on": (read(on, secret), on),
         "acl: read, ACLs on, debug log": (read(logged, secret_logged), logged),
+        # `?stale=<n>`: another request target each time, so no kept answer is ever given (`api/answers.py`)
+        "acl: read, ACLs off, nothing kept": (read(off, query="?stale={n}"), off),
+        "acl: read, ACLs on, nothing kept": (read(on, secret, query="?stale={n}"), on),
         "acl: bare ASGI": (read(asgi), asgi),
     }
     # the ratios judged here compare processes whose throughput this machine moves by up to a third from one
@@ -115,6 +119,9 @@ def measure(bench: Bench) -> None:
     bench.row(
         SECTION, debug_row, m["acl: read, ACLs on, debug log"], baseline=("ACLs on, info", m["acl: read, ACLs on"])
     )
+    for acls in ("off", "on"):
+        row = f"read by name, ACLs {acls}, another request target each time (no kept answer given)"
+        bench.row(SECTION, row, m[f"acl: read, ACLs {acls}, nothing kept"], baseline=raw)
     bench.row(SECTION, "raw ASGI app, constant read bytes (uvicorn, httptools, uvloop)", m["acl: bare ASGI"])
     for server in (logged, on, off):
         bench.stop(server)

@@ -36,8 +36,8 @@ end
 
 @dataclass(frozen=True)
 class Target:
-    """What to load: `method url`, with a JSON body; `{n}` in the body is replaced by a request counter;
-    `headers` are sent with every request."""
+    """What to load: `method url`, with a JSON body; `{n}` in the body (or, without a body, in the url's path
+    or query) is replaced by a request counter; `headers` are sent with every request."""
 
     url: str
     method: str = "GET"
@@ -47,6 +47,17 @@ class Target:
     @property
     def numbered(self) -> bool:
         return self.body is not None and "{n}" in self.body
+
+    @property
+    def numbered_path(self) -> bool:
+        """Whether each request asks for another target (`{n}` in the url; only without a body)."""
+        return self.body is None and "{n}" in self.url
+
+    @property
+    def path(self) -> str:
+        """The request target: the url's path and query."""
+        parts = urlsplit(self.url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 @dataclass
@@ -132,6 +143,16 @@ def _lua(target: Target, prefix: str) -> str:
             ]
         else:
             lines.append(f"wrk.body = [==[{target.body}]==]")
+    elif target.numbered_path:
+        template = target.path.replace("%", "%%").replace("{n}", f"{prefix}%d")
+        lines += [
+            "local counter = 0",
+            f"local template = [==[{template}]==]",
+            "request = function()",
+            "  counter = counter + 1",
+            "  return wrk.format(nil, string.format(template, counter))",
+            "end",
+        ]
     return "\n".join(lines) + "\n" + _LUA_DONE
 
 
@@ -231,7 +252,6 @@ async def _python_load(target: Target, connections: int, seconds: float, prefix:
     """HTTP/1.1 keep-alive load from asyncio streams (only when wrk is unavailable)."""
     parts = urlsplit(target.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
     latencies: list[float] = []
     counter = 0
     errors = bad = 0
@@ -240,6 +260,7 @@ async def _python_load(target: Target, connections: int, seconds: float, prefix:
     def request_bytes() -> bytes:
         nonlocal counter
         counter += 1
+        path = target.path.replace("{n}", f"{prefix}{counter}")
         head = f"{target.method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in target.headers)
         if target.body is None:

@@ -104,6 +104,10 @@ class AclService:
             return found
         return None if self._refused(found, source) else found
 
+    def stamp(self) -> int | None:
+        """Moves whenever any caller's access may change (on any replica); None: memory alone cannot say."""
+        return self._store.stamp() if self.enabled else 0
+
     async def authority(self, secret: str | None, source: str | None) -> Authority:
         """The caller a secret names (anonymous when none), with what its policies grant (`acl_caller.Resolver`);
         its expiry and address limits are checked now, at every use.

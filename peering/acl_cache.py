@@ -113,6 +113,14 @@ class CachedAcl:
             self._entries.move_to_end(key)
         return entry
 
+    def stamp(self) -> int | None:
+        """A number that moves whenever a resolution may answer differently (every invalidation); None while
+        `resolve` would first read the feed (no feed: always None). As `held`, it starts the poll if due."""
+        if self._feed is None or self._behind():
+            return None
+        self._poll.start_if_due()
+        return self._epoch
+
     async def _load(self, secret_hash: str | None) -> Authority | None:
         if secret_hash is None:
             token = await self._inner.token(ANONYMOUS_ACCESSOR)

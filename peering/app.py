@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,8 +23,9 @@ from peering.api import catalog as catalog_routes
 from peering.api import config as config_routes
 from peering.api import health as health_routes
 from peering.api.access_log import RequestLog, RequestNotes
+from peering.api.answers import Answers
 from peering.api.blocking import BlockingQueries
-from peering.api.fast_path import FastPath
+from peering.api.fast_path import FastPath, read_stamp
 from peering.api.forwarded import TrustedProxies
 from peering.api.headers import DefaultAclPolicyHeader
 from peering.api.render import PeeringBytes
@@ -61,6 +63,8 @@ class Runtime:
     replica: Replica | None = None
     catalog: CatalogService | None = None  # the catalog (SPEC §13); None only for a Runtime built by hand
     replication: Replication | None = None  # exported services over the peer port (SPEC §14); None: by hand
+    # the plain reads' answers, given again by the client port's HTTP protocol (`api.answers`); None: by hand
+    answers: Answers | None = None
 
 
 @asynccontextmanager
@@ -117,7 +121,11 @@ async def open_runtime(
                 replica,
                 CatalogService(cluster, settings.node_name, split_host_port(advertise_addresses[0])[0]),
                 Replication(cluster, streams),
-            )
+                Answers(
+                    partial(read_stamp, service, acls), RequestNotes(cluster.metrics), by_source=acls.enabled,
+                    clock=lambda: clock().timestamp(),  # the ACLs' clock, which decides expiry
+                ),
+            )  # fmt: skip
             if not background:
                 yield runtime
                 return
@@ -201,8 +209,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.state.metrics = runtime.cluster.metrics
         notes = RequestNotes(runtime.cluster.metrics)
         fast = Middleware(
-            FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl
-        )
+            FastPath, router=app.router, service=runtime.service, encoded=app.state.encoded, acl=runtime.acl,
+            answers=runtime.answers,
+        )  # fmt: skip
         # Outside FastAPI's own layers, outermost first: the client a trusted proxy names; blocking queries
         # held (they note their own requests, and a write reads each distinct one once, through the rest);
         # the request log; the fast path, which answers the hottest reads itself.

@@ -162,6 +162,13 @@ class PeeringService:
             raise PeeringNotFoundError(name)
         return self._cluster.with_stream(peering)
 
+    def stamp(self) -> tuple[int, int] | None:
+        """What `read` and `list_peerings` answer now (not `consistent`, not blocking), as numbers that move
+        whenever an answer may change: the in-memory view's and the link statuses'; None while a read would
+        first catch up, or when the store has no view in memory."""
+        store = self._store.stamp() if isinstance(self._store, CachedStore) else None
+        return None if store is None else (store, self._cluster.tracker.version)
+
     async def list_peerings(
         self,
         partition: str | None,

@@ -223,7 +223,7 @@ class _Notes(RequestNotes):
         super().__init__()
         self.seen: list[tuple[str, int]] = []
 
-    def note(self, scope: Any, status: int, seconds: float) -> None:
+    def note(self, scope: Any, status: int, seconds: float, *, from_memory: bool = False) -> None:
         assert seconds >= 0
         self.seen.append((scope["path"], status))
 

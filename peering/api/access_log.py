@@ -40,11 +40,11 @@ class RequestNotes:
         self._level = level
         self._error_level = error_level
 
-    def note(self, scope: Scope, status: int, seconds: float) -> None:
+    def note(self, scope: Scope, status: int, seconds: float, *, from_memory: bool = False) -> None:
         if self._metrics is not None:
             route = getattr(scope.get("route"), "path", "other")  # mounted assets and unknown paths
             method = scope["method"] if scope["method"] in _METHODS else "other"  # labels stay bounded
-            self._metrics.request(method, route, status, seconds)
+            self._metrics.request(method, route, status, seconds, from_memory=from_memory)
         level = self._error_level if status >= 400 else self._level
         if log.isEnabledFor(level):
             client = scope.get("client")

@@ -17,7 +17,8 @@ this module.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import math
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from re import Pattern
 from typing import Any
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from peering.acl import AclService
 from peering.acl_model import ALLOW_ALL, Access
 from peering.api import catalog, catalog_query, deps, fast_catalog, health, peerings, query
+from peering.api.answers import ANSWER_KEY, Answers
 from peering.api.body import MAX_BODY_BYTES, decode_body
 from peering.api.headers import policy_header
 from peering.api.render import PeeringBytes, bytes_response, json_response, read_headers
@@ -157,8 +159,10 @@ class FastPath:
         service: PeeringService,
         encoded: PeeringBytes,
         acl: AclService | None = None,
+        answers: Answers | None = None,
     ) -> None:
         self._app = app
+        self._answers = answers  # where the plain reads' answers are kept for the HTTP protocol to give
         self._service = service
         self._encoded = encoded
         self._acl = acl if acl is not None and acl.enabled else None
@@ -175,9 +179,9 @@ class FastPath:
                     continue
                 plain = _plain_query(scope["query_string"], served.params)
                 if plain is not None and not served.shadowed(scope):
+                    scope["route"] = served.route  # as the router sets it (read by the request log)
                     handed_on = await served.handler(self, scope, receive, send, match.groupdict(), plain)
                     if handed_on is None:
-                        scope["route"] = served.route  # as the router sets it (read by the request log)
                         return
                     receive = handed_on
                 break
@@ -210,9 +214,34 @@ class FastPath:
         """The headers and body of a plain (not pretty) read answer, as `bytes_response` with `read_headers`."""
         return _read_answer(body, index, False)
 
+    def _stamp(self, scope: Scope, plain: Query) -> Hashable | None:
+        """What a read is made from, taken before it is made, if its answer may be kept (`answers`)."""
+        if self._answers is None or ANSWER_KEY not in scope or "consistent" in plain or scope["method"] != "GET":
+            return None
+        return self._answers.stamp()
+
+    def _keep(
+        self, scope: Scope, plain: Query, stamp: Hashable, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Keep the answer just sent (its `headers` as sent) for the HTTP protocol to give again."""
+        answers = self._answers
+        if answers is None:
+            return
+        until = math.inf
+        if self._acl is not None:
+            client = scope.get("client")
+            # until the token's expiry; not kept when memory alone cannot say who the caller is
+            held = self._acl.held(caller_secret(scope, plain), client[0] if client else None)
+            if held is None:
+                return
+            expiry = held.token.expiration_time
+            until = math.inf if expiry is None else expiry.timestamp()
+        answers.keep(scope[ANSWER_KEY], stamp, until, headers, body, route=scope["route"], path=scope["path"])
+
     async def _read(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
     ) -> Receive | None:
+        stamp = self._stamp(scope, plain)
         try:
             peering = await self._service.read(
                 plain.get("partition"),
@@ -222,19 +251,26 @@ class FastPath:
             )
         except PeeringError:
             return receive  # the full app gives the documented error
-        await self.answer(send, 200, *_read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain))
+        headers, body = _read_answer(self._encoded.one(peering), peering.modify_index, "pretty" in plain)
+        await self.answer(send, 200, headers, body)
+        if stamp is not None:
+            self._keep(scope, plain, stamp, headers, body)
         return None
 
     async def _list(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query
     ) -> Receive | None:
+        stamp = self._stamp(scope, plain)
         try:
             peerings_, index = await self._service.list_peerings(
                 plain.get("partition"), consistent="consistent" in plain, access=self.access(scope, plain)
             )
         except PeeringError:
             return receive
-        await self.answer(send, 200, *_read_answer(self._encoded.many(peerings_), index, "pretty" in plain))
+        headers, body = _read_answer(self._encoded.many(peerings_), index, "pretty" in plain)
+        await self.answer(send, 200, headers, body)
+        if stamp is not None:
+            self._keep(scope, plain, stamp, headers, body)
         return None
 
     async def _token(
@@ -272,6 +308,14 @@ _HANDLERS: dict[Callable[..., Any], tuple[Handler, frozenset[str], frozenset[str
     health.service: (fast_catalog.health_service, _SERVICE, fast_catalog.HEALTH_PARAMS),
     catalog.service: (fast_catalog.catalog_service, _SERVICE, fast_catalog.CATALOG_PARAMS),
 }
+
+
+def read_stamp(service: PeeringService, acl: AclService) -> Hashable | None:
+    """What the kept reads are made from now (`answers`): the peerings and their links, and the callers'
+    access; None while either may be behind."""
+    peerings_ = service.stamp()
+    access = acl.stamp()
+    return None if peerings_ is None or access is None else (peerings_, access)
 
 
 def caller_secret(scope: Scope, plain: Query) -> str | None:

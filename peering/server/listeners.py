@@ -22,7 +22,8 @@ from peering.app import Runtime, create_app, create_peer_app, open_runtime
 from peering.server.admission import Gate
 from peering.server.fairness import Fairness
 from peering.server.lock import StartupError, locked_data_dir
-from peering.server.protocol import DEFAULT_KIND, MAX_HEAD_BYTES, REQUEST_TIMEOUT, HttpProtocol, Kind, protocol_class
+from peering.server.parsers import DEFAULT_KIND, Kind, protocol_class
+from peering.server.protocol import MAX_HEAD_BYTES, REQUEST_TIMEOUT, HttpProtocol
 from peering.server.tls import tls_class
 from peering.settings import Settings, split_host_port
 
@@ -226,6 +227,7 @@ async def _serving(
         context = runtime.identity.server_ssl_context()
         context.num_tickets = 0  # peers never resume a TLS session; tickets only cost each handshake
         tls = tls_class(peer_gate, fairness, context, settings.peering_handshake_timeout, peer_http)
+        http_protocol.answers = runtime.answers  # kept plain reads, given from the request head (`api.answers`)
         http = _Server(uvicorn.Config(create_app(runtime), http=http_protocol, **common))
         peer = _Server(uvicorn.Config(create_peer_app(runtime), http=tls, **common))
         tasks = [asyncio.create_task(http.serve([http_sock])), asyncio.create_task(peer.serve([peer_sock]))]

@@ -1,8 +1,5 @@
-"""The HTTP protocol of both listeners: uvicorn's httptools protocol (or its h11 one) with admission, a
+"""What the HTTP protocol of both listeners adds to uvicorn's (`parsers`: on httptools or on h11): admission, a
 request deadline, a head cap and an early 413 for a body announced over the limit.
-
-httptools (llhttp, in C) is the default: it serves several times what h11 (pure Python) does. h11 stays
-selectable (`protocol_class(..., kind="h11")`) so that the tests can hold both to the same guarantees.
 """
 
 from __future__ import annotations
@@ -11,19 +8,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.h11_impl import RequestResponseCycle as H11Cycle
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as ToolsCycle
-
+from peering.api.answers import Answers
 from peering.api.body import MAX_BODY_BYTES
 from peering.api.delivery import WOKEN
 from peering.api.frozen import Freezer, for_loop
 from peering.server.admission import Gate, Refused, Slot
-from peering.server.coalesce import Coalesced
 from peering.server.fairness import Account, Fairness
 
 log = logging.getLogger("peering.server")
@@ -33,9 +24,6 @@ LINGER = 1.0  # seconds a refused connection is read (and discarded) so that its
 MAX_LINGERING = 256  # refused connections lingering at once; beyond that a refusal is a plain close
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send a whole request (head and body), from connect or last answer
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers; a longer head is a 431 and the connection closes
-
-Kind = Literal["httptools", "h11"]
-DEFAULT_KIND: Kind = "httptools"
 
 
 def refusal(status: str, text: str, extra: str = "") -> bytes:
@@ -48,7 +36,7 @@ def refusal(status: str, text: str, extra: str = "") -> bytes:
 
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers (h11 also takes bare LFs)
 _TIMED_OUT = refusal("408 Request Timeout", "request timeout")
-_HEAD_TOO_LARGE = refusal("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
+HEAD_TOO_LARGE = refusal("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
 TOO_MANY = {why: refusal("429 Too Many Requests", why.value) for why in Refused}
 BUSY_TEXT = "Your IP is using more than its share of the server while it is busy, please rate limit your calls"
 _HELD_TOO_LONG = refusal("429 Too Many Requests", BUSY_TEXT, "retry-after: 1\r\n")
@@ -85,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
 
     gate: ClassVar[Gate]
     fairness: ClassVar[Fairness]
+    answers: ClassVar[Answers | None] = None  # the client port's kept answers (given on httptools)
     request_timeout: ClassVar[float] = REQUEST_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
     slot: Slot | None = None  # set before `connection_made` when the TLS handshake admitted the connection
@@ -194,7 +183,7 @@ class HttpProtocol(asyncio.Protocol):
         if seen + (end.start() if end else len(pending)) <= MAX_HEAD_BYTES:
             return False
         log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
-        self._refuse(_HEAD_TOO_LARGE)
+        self._refuse(HEAD_TOO_LARGE)
         return True
 
     async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
@@ -272,128 +261,8 @@ class HttpProtocol(asyncio.Protocol):
         self.loop.call_later(CLOSE_GRACE, self.transport.abort)
 
 
-class H11Http(HttpProtocol, H11Protocol):
-    """The guarantees on uvicorn's h11 protocol, which parses one request at a time."""
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-            self._disarm()  # the whole request arrived (or the connection is done with)
-        cycle: H11Cycle | None = self.cycle  # None until the first request head
-        if self.slot is not None and cycle is not None and not cycle.response_complete:
-            self.slot.busy()
-
-    def on_response_complete(self) -> None:
-        if self.slot is not None:
-            self.slot.idle()
-        self._arm()
-        super().on_response_complete()  # may start a pipelined request: busy again
-
-    def _read(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:  # a request head is (still) coming
-            trailing = self.conn.trailing_data[0]
-            if self._head_over(0, trailing + data):
-                return
-        H11Protocol.data_received(self, data)
-
-    def _answering(self) -> bool:
-        return self.conn.their_state is not h11.IDLE and bool(self.cycle.response_started)
-
-
-class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
-    """The guarantees on uvicorn's httptools protocol.
-
-    llhttp parses every request of a read at once (pipelined ones are queued by uvicorn), through
-    callbacks: the state here says where the connection is. `_head` counts the bytes of a head still
-    coming (None from the end of a head to the end of its request), `_receiving` is true from a request's
-    first byte to its last.
-    """
-
-    _head: int | None = 0
-    _heads = 0  # heads complete so far
-    _receiving = False
-    _head_refused = False
-    _writes: Coalesced | None = None
-
-    def _read(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            return
-        heads, head = self._heads, self._head
-        if head is not None and self._head_over(head, data):
-            return
-        HttpToolsProtocol.data_received(self, data)
-        if head is not None and self._heads == heads and self._head is not None:
-            self._head += len(data)  # the head goes on in the next read (or the read held no end llhttp took)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._receiving = True
-
-    def on_headers_complete(self) -> None:
-        self._head = None
-        self._heads += 1
-        # a head that came whole within one read (pipelined after another, say) was not counted by bytes
-        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD_BYTES:
-            self._head_refused = True
-            raise _HeadTooLargeError  # stops llhttp; uvicorn answers the parser error with `send_400_response`
-        super().on_headers_complete()
-        cycle: ToolsCycle | None = self.cycle  # None after a first head that upgrades
-        if cycle is not None:  # its head and body leave in one write (`coalesce`)
-            if self._writes is None:
-                self._writes = Coalesced(self.transport, self.loop)
-            cycle.transport = self._writes  # type: ignore[assignment]
-        if self.slot is not None and cycle is not None and not cycle.response_complete:
-            self.slot.busy()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._receiving = False
-        self._head = 0
-        cycle: ToolsCycle | None = self.cycle
-        if cycle is not None and cycle.response_complete:
-            self._arm()  # answered before its body was in: the deadline is for the next request now
-        else:
-            self._disarm()  # the whole request arrived
-
-    def on_response_complete(self) -> None:
-        if self.slot is not None:
-            self.slot.idle()
-        super().on_response_complete()  # may start a pipelined request: busy again
-        if not self.cycle.response_complete and self.slot is not None:
-            self.slot.busy()
-        # the deadline runs when no request that arrived in full waits for its answer
-        if not self.pipeline and (self.cycle.response_complete or (self._receiving and self._head is None)):
-            self._arm()
-
-    def send_400_response(self, msg: str) -> None:
-        if self._head_refused:
-            log.debug("refusing a request head over %d bytes", MAX_HEAD_BYTES)
-            self._refuse(_HEAD_TOO_LARGE)
-        else:
-            super().send_400_response(msg)
-
-    def _answering(self) -> bool:
-        return self._receiving and self._head is None and bool(self.cycle.response_started)
-
-
-class _HeadTooLargeError(Exception):
-    """Raised in a parser callback to stop parsing a head over the cap."""
-
-
-PROTOCOLS: dict[Kind, type[HttpProtocol]] = {"httptools": HttpToolsHttp, "h11": H11Http}
-
-
 def _announced(headers: list[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
         if name == b"content-length":
             return int(value) if value.isdigit() and len(value) < 20 else 0  # the parser already refused a bad one
     return 0
-
-
-def protocol_class(
-    gate: Gate, fairness: Fairness, request_timeout: float, kind: Kind = DEFAULT_KIND
-) -> type[HttpProtocol]:
-    """The HTTP protocol class for one listener: its gate, the process's fairness and the request deadline,
-    on httptools or h11."""
-    attributes = {"gate": gate, "fairness": fairness, "request_timeout": request_timeout, "lingering": [0]}
-    return type("PeeringHttpProtocol", (PROTOCOLS[kind],), attributes)

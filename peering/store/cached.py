@@ -147,6 +147,7 @@ class CachedStore:
         self._announcer: Announcer | None = None
         self._poll = Poll("peering view", self.catch_up, every=poll, monotonic=monotonic)
         self._sync_lock = asyncio.Lock()
+        self._version = 0  # moves on every change of what the reads below answer (`stamp`)
 
     @classmethod
     async def load(
@@ -166,6 +167,16 @@ class CachedStore:
         """The feed index the view has applied every change up to."""
         return self._synced
 
+    def stamp(self) -> int | None:
+        """What the reads answer now, as a number that moves whenever their answer may change; None while a
+        read would first catch up (another writer announced an index the view lacks). As a read, it starts
+        the poll's catch-up beside it if that is due. An answer made while the stamp stays the same is still
+        the answer (`api.answers`)."""
+        if self._announcer is not None and self._announcer.index > self._synced:
+            return None
+        self._poll.start_if_due()
+        return self._version
+
     async def _reload(self) -> None:
         """Read everything again (at start, and when the feed was reaped past `synced`)."""
         start = await self._inner.current_index()  # first: what commits after it is caught up again later
@@ -175,10 +186,11 @@ class CachedStore:
         # no await from here on: readers see the old view or the new one
         self._by_id, self._by_name, self._sorted, self._listed_index = {}, {}, {}, {}
         self._terminated = set()
+        self._version += 1
         for peering in peerings:
             self._put(peering)
         for part, index in indexes.items():
-            self._partition_index[part] = max(index, self._partition_index.get(part, 0))
+            self._raise_index(part, index)
         self._advance(start)
 
     def _advance(self, upto: int) -> None:
@@ -230,7 +242,7 @@ class CachedStore:
                     else:
                         self._apply_save(row)
                 for part, index in indexes.items():  # read after the page: capped at what it shows
-                    self._partition_index[part] = max(min(index, page.upto), self._partition_index.get(part, 0))
+                    self._raise_index(part, min(index, page.upto))
                 self._advance(page.upto)
                 if len(page.changes) < _PAGE and not ahead:
                     return
@@ -254,7 +266,13 @@ class CachedStore:
         self._put(peering)
         return {peering.partition} | ({old.partition} if old is not None else set())
 
+    def _raise_index(self, partition: str, index: int) -> None:
+        if index > self._partition_index.get(partition, 0):
+            self._partition_index[partition] = index
+            self._version += 1
+
     def _put(self, peering: Peering) -> None:
+        self._version += 1
         old = self._by_id.get(peering.id)
         if old is not None:
             self._drop(old)
@@ -265,6 +283,7 @@ class CachedStore:
         self._sorted.pop(peering.partition, None)
 
     def _drop(self, peering: Peering) -> None:
+        self._version += 1
         del self._by_id[peering.id]
         self._terminated.discard(peering.id)
         key = (peering.partition, peering.name.lower())
@@ -289,7 +308,7 @@ class CachedStore:
         for peering in recording.saved.values():
             touched |= self._apply_save(peering)
         for partition in touched:
-            self._partition_index[partition] = max(index, self._partition_index.get(partition, 0))
+            self._raise_index(partition, index)
         self._own.add(index)
         self._advance(0)  # nothing else came between: no feed to read
         if len(self._removed_at) > 100_000:
