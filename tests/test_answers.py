@@ -423,3 +423,31 @@ async def test_kept_answers_equal_the_apps_through_random_changes(tmp_path: Path
                         )
                         assert (status(given), body(given)) == (status(made), body(made)), (target, query, headers)
         assert served.given > 60
+
+
+async def test_blocking_queries_are_held_not_answered_from_memory(tmp_path: Path) -> None:
+    """A blocking query's own plain read (made by `api.blocking` from the request's scope) keeps nothing:
+    two watchers with the same target both wait for the write, then both see it."""
+    async with serving(tmp_path) as served:
+        assert (await served.api.post("/v1/peering/token", json={"PeerName": "web"})).status_code == 200
+        registry = served.runtime.cluster.metrics.registry
+        async with served.connection() as c, served.connection() as w1, served.connection() as w2:
+            await c.get("/v1/peerings")
+            kept = await c.get("/v1/peerings")
+            index = int(re.search(rb"x-consul-index: (\d+)", kept).group(1))  # type: ignore[union-attr]
+            given = served.given
+            for watcher in (w1, w2):
+                watcher.send(f"/v1/peerings?index={index}")
+                held = 0
+                for _ in range(1000):  # bounded: until the server says the watcher is held
+                    held += 1
+                    if registry.get_sample_value("peering_blocking_queries") == (1 if watcher is w1 else 2):
+                        break
+                    await asyncio.sleep(0.01)
+                assert held < 1000, "the blocking query was not held"
+            assert served.given == given
+            assert (await served.api.post("/v1/peering/token", json={"PeerName": "api"})).status_code == 200
+            for watcher in (w1, w2):
+                woken = await watcher.answer()
+                assert int(re.search(rb"x-consul-index: (\d+)", woken).group(1)) > index  # type: ignore[union-attr]
+                assert b'"Name":"api"' in body(woken)

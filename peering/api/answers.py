@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,13 @@ _NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"expect", b"up
 _OK = b"HTTP/1.1 200 OK\r\n"
 
 Key = tuple[bytes, tuple[tuple[bytes, bytes], ...], str]
+
+
+def request_target(scope: MutableMapping[str, Any]) -> bytes:
+    """The request target a scope was made from (as the protocol keys it), without a root path."""
+    path: bytes = scope["raw_path"]
+    query: bytes = scope["query_string"]
+    return path + b"?" + query if query else path
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from peering.acl import AclService
 from peering.acl_model import ALLOW_ALL, Access
 from peering.api import catalog, catalog_query, deps, fast_catalog, health, peerings, query
-from peering.api.answers import ANSWER_KEY, Answers
+from peering.api.access_log import INTERNAL
+from peering.api.answers import ANSWER_KEY, Answers, request_target
 from peering.api.body import MAX_BODY_BYTES, decode_body
 from peering.api.headers import policy_header
 from peering.api.render import PeeringBytes, bytes_response, json_response, read_headers
@@ -216,7 +217,12 @@ class FastPath:
 
     def _stamp(self, scope: Scope, plain: Query) -> Hashable | None:
         """What a read is made from, taken before it is made, if its answer may be kept (`answers`)."""
-        if self._answers is None or ANSWER_KEY not in scope or "consistent" in plain or scope["method"] != "GET":
+        key = scope.get(ANSWER_KEY)
+        if self._answers is None or key is None or "consistent" in plain or scope["method"] != "GET":
+            return None
+        # only for the request the protocol keyed, as it came: not a read another middleware made of it (the
+        # plain read of a blocking query carries the request's scope, with another query string)
+        if INTERNAL in scope or key[0] != request_target(scope):
             return None
         return self._answers.stamp()
 
