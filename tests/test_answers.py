@@ -124,8 +124,9 @@ async def test_a_repeated_read_gets_the_apps_bytes_from_memory_counted_and_logge
         async with served.connection() as c:
             for target in ("/v1/peering/web", "/v1/peerings", "/v1/peering/web?pretty", "/v1/peerings?stale"):
                 before = served.given
-                first = await c.get(target)
-                assert served.given == before  # the app answered, and its answer was kept
+                first = await c.get(target)  # the app answers; the key is noted as asked for
+                assert undated(await c.get(target)) == undated(first)  # the app again, and its answer is kept
+                assert served.given == before
                 again = [await c.get(target) for _ in range(3)]
                 assert served.given == before + 3
                 assert status(first) == 200
@@ -136,9 +137,9 @@ async def test_a_repeated_read_gets_the_apps_bytes_from_memory_counted_and_logge
             assert served.given == before
         samples = served.runtime.cluster.metrics.registry
         labels = {"method": "GET", "route": "/v1/peering/{name}", "status": "200"}
-        assert samples.get_sample_value("peering_http_requests_total", labels) == 4 + 4 + 1
+        assert samples.get_sample_value("peering_http_requests_total", labels) == 5 + 5 + 1
     lines = [r for r in caplog.records if r.name == "peering.http" and r.__dict__["path"] == "/v1/peering/web"]
-    assert len(lines) == 9
+    assert len(lines) == 11
     assert all(r.levelname == "DEBUG" and r.__dict__["client"] == "127.0.0.1" for r in lines)
 
 
@@ -241,7 +242,8 @@ async def test_only_a_plain_request_with_nothing_in_hand_is_answered_from_memory
     async with serving(tmp_path) as served:
         assert (await served.api.post("/v1/peering/token", json={"PeerName": "web"})).status_code == 200
         async with served.connection() as c:
-            kept = await c.get("/v1/peering/web")
+            await c.get("/v1/peering/web")
+            kept = await c.get("/v1/peering/web")  # asked for twice: kept
             given = served.given
             # pipelined in one write: the first is answered from memory (nothing in hand), the second by the
             # app, the third (which waits for the second) in its turn; all in order
@@ -282,6 +284,8 @@ def test_an_answer_is_kept_and_given_only_while_its_stamp_holds() -> None:
     assert key is not None
     assert key != answers.key(b"/v1/peerings", [(b"x-consul-token", b"s")], ("127.0.0.2", 1))  # by source
     assert answers.key(b"/v1/peerings", [(b"content-length", b"0")], None) is None
+    assert answers.wanted(key) is None  # asked for once: only noted
+    assert answers.wanted(key) == 1  # again: worth keeping, made from stamp 1
     answers.keep(key, 0, math.inf, [], b"[]", route=None, path="/v1/peerings")  # made before a change
     assert answers.find(key) is None
     answers.keep(key, 1, 150.0, [(b"Content-Type", b"application/json")], b"[]", route=None, path="/v1/peerings")
@@ -416,7 +420,7 @@ async def test_kept_answers_equal_the_apps_through_random_changes(tmp_path: Path
                     query = carrier.format(secret) if carrier.startswith("?") else ""
                     if query and "?" in target:
                         query = "&" + query[1:]
-                    for _ in range(3):  # the second keeps the answer (the first may catch up first), the third gets it
+                    for _ in range(4):  # the first notes the key, the next keeps the answer, the last get it
                         given = await c.get(target + query, *headers)
                         made = await c.get(
                             target + query + ("&" if "?" in target + query else "?") + "consistent", *headers
@@ -451,3 +455,36 @@ async def test_blocking_queries_are_held_not_answered_from_memory(tmp_path: Path
                 woken = await watcher.answer()
                 assert int(re.search(rb"x-consul-index: (\d+)", woken).group(1)) > index  # type: ignore[union-attr]
                 assert b'"Name":"api"' in body(woken)
+
+
+def test_a_token_deleted_on_another_replica_stops_its_kept_answers(tmp_path: Path, postgres: str) -> None:
+    acls = ("--acl-enabled", "--acl-initial-management-token", MANAGEMENT)
+    manage = {"X-Consul-Token": MANAGEMENT}
+    with (
+        replicas(tmp_path, postgres, 2, *acls) as [one, two],
+        httpx.Client(base_url=one.http_url, timeout=10, headers=manage) as h1,
+        httpx.Client(base_url=two.http_url, timeout=10) as h2,
+        httpx.Client(base_url=two.http_url, timeout=10, headers=manage) as h2_manage,
+    ):
+        assert h1.post("/v1/peering/token", json={"PeerName": "web"}).status_code == 200
+        assert h1.put("/v1/acl/policy", json={"Name": "read", "Rules": 'peering = "read"'}).status_code == 200
+        made = h1.put("/v1/acl/token", json={"Policies": [{"Name": "read"}]}).json()
+        reader = {"X-Consul-Token": made["SecretID"]}
+        began = time.monotonic()
+        while h2.get("/v1/peering/web", headers=reader).status_code != 200:  # the other replica has it
+            assert time.monotonic() - began < 10
+            time.sleep(0.01)
+        before = _from_memory(h2_manage)
+        for _ in range(3):
+            assert h2.get("/v1/peering/web", headers=reader).status_code == 200
+        after = _from_memory(h2_manage)
+        assert after >= before + 1  # given from memory there
+        assert h1.delete(f"/v1/acl/token/{made['AccessorID']}").status_code == 200
+        began = time.monotonic()
+        while (refused := h2.get("/v1/peering/web", headers=reader)).status_code == 200:
+            assert time.monotonic() - began < 2.0, "the deleted token still reads on the other replica"
+            time.sleep(0.005)
+        assert (refused.status_code, refused.text) == (403, "ACL not found")
+        report(
+            "a token deleted on one replica refused by a kept read on the other, s", round(time.monotonic() - began, 3)
+        )

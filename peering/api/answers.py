@@ -16,7 +16,8 @@ lacks, or its poll is due) there is no stamp, and the request goes to the app, w
 on, an answer is given only until the token's expiry. A write, a heartbeat, an ACL change on any replica:
 the stamp moves and every kept answer goes at once.
 
-What is kept is bounded (`MAX_ANSWERS` answers, `MAX_BYTES` in all, none over `MAX_ANSWER_BYTES`); the
+An answer is kept from the second request for its key on (the first only notes the key), so reads that
+never repeat pay a lookup, not a copy. What is kept is bounded (`MAX_ANSWERS` answers, `MAX_BYTES` in all, none over `MAX_ANSWER_BYTES`); the
 oldest go first.
 """
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass
+from hashlib import blake2b
 from typing import Any
 
 from peering.api.access_log import RequestNotes
@@ -33,7 +36,9 @@ from peering.api.access_log import RequestNotes
 MAX_ANSWERS = 1024
 MAX_BYTES = 16 * 1024 * 1024
 MAX_ANSWER_BYTES = 1024 * 1024
-ANSWER_KEY = "peering.answer_key"  # a scope key: the protocol's key for a request whose answer may be kept
+MAX_ASKED = 8192  # keys remembered as asked for once; beyond that they are forgotten all at once
+# a scope key: (the request target, its `Answers.key`) of a request whose answer may be kept, set by the protocol
+ANSWER_KEY = "peering.answer_key"
 
 # request headers that may change an answer: they are part of the key
 _KEYED = frozenset({b"x-consul-token", b"authorization", b"x-forwarded-for", b"forwarded", b"x-real-ip"})
@@ -41,7 +46,7 @@ _KEYED = frozenset({b"x-consul-token", b"authorization", b"x-forwarded-for", b"f
 _NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
 _OK = b"HTTP/1.1 200 OK\r\n"
 
-Key = tuple[bytes, tuple[tuple[bytes, bytes], ...], str]
+Key = bytes  # a digest of the request's target, keyed headers and (ACLs on) client address: no secret is held
 
 
 def request_target(scope: MutableMapping[str, Any]) -> bytes:
@@ -81,7 +86,8 @@ class Answers:
         self._notes = notes
         self._by_source = by_source
         self._clock = clock
-        self._kept: dict[Key, Kept] = {}
+        self._kept: OrderedDict[Key, Kept] = OrderedDict()  # oldest first
+        self._asked: set[Key] = set()  # keys asked for once (`wanted`)
         self._bytes = 0
         self._valid_for: Hashable | None = None  # the stamp of every answer in `_kept`
         self._dated: tuple[object, bytes] = (None, b"")  # uvicorn's default headers -> status line and them
@@ -92,22 +98,33 @@ class Answers:
 
     def key(self, target: bytes, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None) -> Key | None:
         """The key of a GET request with this target (as sent), headers (names lower-cased) and client; None
-        when its answer may not be kept (a body comes with it)."""
-        keyed = []
+        when its answer may not be kept (a body comes with it). A digest of them all, each part prefixed by
+        its length: the key holds no secret (`?token=` and the token headers are in it)."""
+        parts = [target]
         for name, value in headers:
             if name in _KEYED:
-                keyed.append((name, value))
+                parts += (name, value)
             elif name in _NOT_PLAIN:
                 return None
-        return target, tuple(keyed), (client[0] if client else "") if self._by_source else ""
+        if self._by_source:
+            parts.append(client[0].encode() if client else b"")
+        return blake2b(b"".join([len(part).to_bytes(4, "big") + part for part in parts]), digest_size=16).digest()
 
-    def stamp(self) -> Hashable | None:
-        """What answers are made from now (taken before making one, to keep it)."""
+    def wanted(self, key: Key) -> Hashable | None:
+        """The stamp to make the answer for `key` with (taken before making it, to keep it), if it is worth
+        keeping: only from the second time a key is asked for, so that requests that never repeat cost only
+        this lookup; None when it is not kept."""
+        if key not in self._asked:
+            if len(self._asked) >= MAX_ASKED:
+                self._asked.clear()
+            self._asked.add(key)
+            return None
         return self._stamp()
 
     def find(self, key: Key) -> Kept | None:
         """The answer kept for `key` if it is still the answer."""
-        if not self._kept:
+        kept = self._kept.get(key)
+        if kept is None:
             return None
         stamp = self._stamp()
         if stamp is None:
@@ -115,8 +132,7 @@ class Answers:
         if stamp != self._valid_for:
             self._forget()
             return None
-        kept = self._kept.get(key)
-        if kept is None or (kept.until != math.inf and self._clock() >= kept.until):
+        if kept.until != math.inf and self._clock() >= kept.until:
             return None
         return kept
 
@@ -142,8 +158,7 @@ class Answers:
         if old is not None:
             self._bytes -= len(old.rest)
         while self._kept and (len(self._kept) >= MAX_ANSWERS or self._bytes + len(rest) > MAX_BYTES):
-            oldest = next(iter(self._kept))
-            self._bytes -= len(self._kept.pop(oldest).rest)
+            self._bytes -= len(self._kept.popitem(last=False)[1].rest)
         self._kept[key] = Kept(stamp, until, rest, route, path)
         self._bytes += len(rest)
 

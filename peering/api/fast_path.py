@@ -217,14 +217,14 @@ class FastPath:
 
     def _stamp(self, scope: Scope, plain: Query) -> Hashable | None:
         """What a read is made from, taken before it is made, if its answer may be kept (`answers`)."""
-        key = scope.get(ANSWER_KEY)
-        if self._answers is None or key is None or "consistent" in plain or scope["method"] != "GET":
+        keyed = scope.get(ANSWER_KEY)
+        if self._answers is None or keyed is None or "consistent" in plain or scope["method"] != "GET":
             return None
         # only for the request the protocol keyed, as it came: not a read another middleware made of it (the
         # plain read of a blocking query carries the request's scope, with another query string)
-        if INTERNAL in scope or key[0] != request_target(scope):
+        if INTERNAL in scope or keyed[0] != request_target(scope):
             return None
-        return self._answers.stamp()
+        return self._answers.wanted(keyed[1])
 
     def _keep(
         self, scope: Scope, plain: Query, stamp: Hashable, headers: list[tuple[bytes, bytes]], body: bytes
@@ -242,7 +242,7 @@ class FastPath:
                 return
             expiry = held.token.expiration_time
             until = math.inf if expiry is None else expiry.timestamp()
-        answers.keep(scope[ANSWER_KEY], stamp, until, headers, body, route=scope["route"], path=scope["path"])
+        answers.keep(scope[ANSWER_KEY][1], stamp, until, headers, body, route=scope["route"], path=scope["path"])
 
     async def _read(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str], plain: Query

@@ -112,7 +112,7 @@ class HttpToolsHttp(HttpProtocol, HttpToolsProtocol):
         if key is None:
             return False
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # uvicorn's TypedDict, extended
-        scope[ANSWER_KEY] = key
+        scope[ANSWER_KEY] = (self.url, key)  # the target it was keyed by, and the key
         cycle: ToolsCycle | None = self.cycle
         if self.pipeline or (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
             return False  # answers leave in order, and not past a client that does not read
