@@ -2,9 +2,9 @@
 (issue 16: a read by name against a raw ASGI app).
 
 The fast path (`fast_path`) keeps the 200 answer of a plain read of one peering or of a partition's list
-(no blocking query, not `?consistent`) under its request's key: the exact request target, the headers
-that could change the answer (the ACL token in both its headers, a proxy's client address), and with ACLs
-on the client's own address (a token's AllowedCIDRs). The HTTP protocol (`server.parsers`) looks the key
+(no blocking query, not `?consistent`) under its request's key: a digest of the exact request target, the
+headers that could change the answer (the ACL token in both its headers, a proxy's client address) and,
+with ACLs on, the client's own address (a token's AllowedCIDRs). The HTTP protocol (`server.parsers`) looks the key
 up as soon as a request head is in; an answer that is still valid is written at once with the current
 `Date`, and the request never reaches the app. It is counted in the metrics and logged as the app's
 answers are (`access_log.RequestNotes`).
@@ -12,13 +12,14 @@ answers are (`access_log.RequestNotes`).
 Validity is exact, not a time to live. An answer is kept with the stamp of what it was made from (the
 in-memory peering view's version, the link statuses' version, the ACL cache's epoch) and given only while
 the stamp is the same; while a view may be behind the database (another writer announced an index it
-lacks, or its poll is due) there is no stamp, and the request goes to the app, which catches up. With ACLs
-on, an answer is given only until the token's expiry. A write, a heartbeat, an ACL change on any replica:
+lacks) there is no stamp, and the request goes to the app, which catches up. Taking the stamp starts a
+view's poll when it is due, as the app's reads do. With ACLs on, an answer is given only until the token's
+expiry. A write, a heartbeat, an ACL change on any replica:
 the stamp moves and every kept answer goes at once.
 
 An answer is kept from the second request for its key on (the first only notes the key), so reads that
-never repeat pay a lookup, not a copy. What is kept is bounded (`MAX_ANSWERS` answers, `MAX_BYTES` in all, none over `MAX_ANSWER_BYTES`); the
-oldest go first.
+never repeat pay a lookup, not a copy. What is kept is bounded (`MAX_ANSWERS` answers, `MAX_BYTES` in all,
+none over `MAX_ANSWER_BYTES`); the oldest go first.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def request_target(scope: MutableMapping[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """One kept answer: its headers and body as uvicorn writes them (after the status line and `Date`)."""
+    """One kept answer (valid while `Answers` holds it): its headers and body as uvicorn writes them (after
+    the status line and `Date`)."""
 
-    stamp: Hashable
     until: float  # POSIX seconds (the token's expiry); infinity: none
     rest: bytes
     route: Any  # what the router put in scope["route"] (the metrics label by its path)
@@ -70,8 +71,8 @@ class Kept:
 class Answers:
     """The kept answers of one HTTP listener.
 
-    `stamp` gives what answers are made from now (None: no answer may be given or kept now); `clock` the
-    wall clock of token expiry (`AclService.now`); `by_source`: answers depend on the client's address.
+    `stamp` gives what answers are made from now (None: no answer may be given or kept now); `clock` is the
+    wall clock the ACLs decide expiry by (POSIX seconds); `by_source`: answers depend on the client's address.
     """
 
     def __init__(
@@ -159,7 +160,7 @@ class Answers:
             self._bytes -= len(old.rest)
         while self._kept and (len(self._kept) >= MAX_ANSWERS or self._bytes + len(rest) > MAX_BYTES):
             self._bytes -= len(self._kept.popitem(last=False)[1].rest)
-        self._kept[key] = Kept(stamp, until, rest, route, path)
+        self._kept[key] = Kept(until, rest, route, path)
         self._bytes += len(rest)
 
     def head(self, default_headers: list[tuple[bytes, bytes]]) -> bytes:
