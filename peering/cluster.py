@@ -123,6 +123,20 @@ class Cluster:
         if tx.wrote:
             self.notifier.notify(tx.index)
 
+    async def save_acceptor(self, peering: Peering, secret_hash: str, *, expected: Peering | None) -> Peering | None:
+        """`Store.save_acceptor` (a unit of its own) whose commit wakes the notifier's watchers.
+
+        Raises:
+            PeeringConflictError: a database constraint refused it, in the words of SPEC §3 (`worded`).
+        """
+        try:
+            saved = await self.store.save_acceptor(peering, secret_hash, expected=expected)
+        except ConstraintError as exc:
+            raise worded(exc) from exc
+        if saved is not None:
+            self.notifier.notify(saved.modify_index)
+        return saved
+
     def with_stream(self, peering: Peering) -> Peering:
         """The peering with its in-memory link status filled in.
 

@@ -102,7 +102,7 @@ class Remote:
     partition: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Peering:
     """One peering as stored; secrets are not part of it."""
 

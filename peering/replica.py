@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from peering.errors import DatabaseUnavailableError
 from peering.identity import ClusterIdentity, install_shared, load_or_create, shared_parts
@@ -29,12 +30,10 @@ from peering.notifier import LocalNotifier, Notifier
 from peering.settings import Settings
 from peering.store.base import Fence
 from peering.store.open import Database, redacted
-from peering.store.postgres.cluster_schema import connect, create_tables
-from peering.store.postgres.identity import SharedIdentity, adopt
-from peering.store.postgres.lease import PostgresLeadership
-from peering.store.postgres.liveness import SharedLiveness, Tracker
-from peering.store.postgres.notify import PostgresNotifier
-from peering.store.postgres.replicas import ReplicaRegistry
+
+if TYPE_CHECKING:  # PostgreSQL's parts are imported only when a replica uses them (asyncpg is ~5 MB of RSS)
+    from peering.store.postgres.lease import PostgresLeadership
+    from peering.store.postgres.liveness import Tracker
 
 log = logging.getLogger("peering.replicas")
 
@@ -50,22 +49,25 @@ class Replica:
     replica_id: str = ""
     on_addresses: list[Callable[[tuple[str, ...]], None]] = field(default_factory=list)
     dsn: str | None = field(default=None, repr=False)
+    lease: PostgresLeadership | None = field(default=None, repr=False)  # `leadership`, with PostgreSQL
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled when `joined` ends
 
     def share_liveness(self, tracker: Tracker, every: float) -> None:
         """Share the link tracker with the other replicas every `every` s (nothing to share with SQLite)."""
         if self.dsn is not None:
+            from peering.store.postgres.liveness import SharedLiveness
+
             shared = SharedLiveness(self.dsn, tracker, every=every)
             self.tasks.append(asyncio.create_task(shared.run(), name="liveness"))
 
     def fence(self) -> Callable[[], Fence] | None:
         """What fences the background owner's writes: the lease with PostgreSQL, nothing with SQLite."""
-        return self.leadership.fence if isinstance(self.leadership, PostgresLeadership) else None
+        return self.lease.fence if self.lease is not None else None
 
     async def leader_address(self) -> str:
         """The peering address of the replica running the background work ("" while none does)."""
-        if isinstance(self.leadership, PostgresLeadership):
-            return await self.leadership.owner_address()
+        if self.lease is not None:
+            return await self.lease.owner_address()
         return self.addresses[0]
 
     def _changed(self, addresses: tuple[str, ...]) -> None:
@@ -88,6 +90,12 @@ async def joined(
         notifier = LocalNotifier()
         yield Replica(notifier, SoleLeadership(), identity, (address,))
         return
+    from peering.store.postgres.cluster_schema import connect, create_tables
+    from peering.store.postgres.identity import SharedIdentity, adopt
+    from peering.store.postgres.lease import PostgresLeadership
+    from peering.store.postgres.notify import PostgresNotifier
+    from peering.store.postgres.replicas import ReplicaRegistry
+
     try:
         conn = await connect(dsn, 5.0)
         try:
@@ -102,7 +110,7 @@ async def joined(
     replica_id = str(uuid.uuid4())
     pg_notifier = PostgresNotifier(dsn)
     leadership = PostgresLeadership(dsn, replica_id, address, ttl=settings.lease_ttl)
-    replica = Replica(pg_notifier, leadership, identity, (address,), replica_id, dsn=dsn)
+    replica = Replica(pg_notifier, leadership, identity, (address,), replica_id, dsn=dsn, lease=leadership)
     registry = ReplicaRegistry(dsn, replica_id, address, replica._changed, beat=min(2.0, settings.lease_ttl / 3))
     with contextlib.suppress(Exception):
         await registry.beat_once()  # tokens made right after the start already list the others

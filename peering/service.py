@@ -16,7 +16,7 @@ from peering import tokens
 from peering.acl_model import ALLOW_ALL, Access, Level
 from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
-from peering.errors import PeeringConflictError, PeeringNotFoundError
+from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError
 from peering.establishing import CheckResult, Establisher, EstablishRequest, refuse_deleted
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
@@ -51,6 +51,7 @@ class PeeringService:
         self._outbound = outbound
         self._establisher = Establisher(cluster, outbound)
         self._name_locks = self._establisher.name_locks  # what the tests look at
+        self._generating: dict[tuple[str, str], int] = {}  # token generations in flight per (partition, name)
         self._lists: dict[str, tuple[list[Peering], int, list[Peering]]] = {}
 
     async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
@@ -68,15 +69,33 @@ class PeeringService:
         addresses = tuple(check_server_address(a) for a in request.server_external_addresses)
         await access.require("peering", Level.WRITE)
         secret = cluster.new_secret()
-        async with cluster.write() as tx:
-            existing = await tx.get(partition, name)
-            if existing is None:
-                peering = Peering(cluster.new_id(), name, partition, Role.ACCEPTOR, PeeringState.INITIAL, meta or {})
+        secret_hash = hash_secret(secret)  # a new token voids the unused one but keeps a live link's stream secret
+        # planned from the view and saved if the stored row is still the one planned from (one statement, in
+        # a batch); else (another replica wrote it since, the view's row refuses, or another generation of the
+        # name is in flight here and would make the plan stale) planned from the stored row inside the unit
+        key = (partition, name.lower())
+        busy = self._generating.get(key, 0)
+        self._generating[key] = busy + 1
+        try:
+            store = self._store
+            existing, saved = None, None
+            if not busy and isinstance(store, CachedStore):
+                existing = store.seen(partition, name)
+                try:
+                    planned: Peering | None = self._planned(existing, name, partition, meta)
+                except PeeringError:
+                    planned = None  # the view's row refuses: the stored one decides
+                saved = await cluster.save_acceptor(planned, secret_hash, expected=existing) if planned else None
+            if saved is None:
+                async with cluster.write() as tx:
+                    existing = await tx.get(partition, name)
+                    saved = await tx.save(self._planned(existing, name, partition, meta))
+                    await tx.set_establishment_hash(saved.id, secret_hash)
+        finally:
+            if self._generating[key] == 1:
+                del self._generating[key]
             else:
-                peering = self._regenerated(existing, meta)
-            saved = await tx.save(peering)
-            # a new token voids the unused one but keeps the stream secret of a live link
-            await tx.set_establishment_hash(saved.id, hash_secret(secret))
+                self._generating[key] -= 1
         log.info("peering created" if existing is None else "peering token regenerated", extra=log_fields(saved))
         me = cluster.identity
         token = tokens.PeeringToken(
@@ -88,6 +107,16 @@ class PeeringService:
             remote=tokens.TokenRemote(datacenter=me.datacenter, partition=partition),
         )
         return tokens.encode(token, me.sign)
+
+    def _planned(self, existing: Peering | None, name: str, partition: str, meta: Mapping[str, str] | None) -> Peering:
+        """The acceptor peering a token generation saves, given the peering of that name (None: a new one).
+
+        Raises:
+            PeeringConflictError, InvalidTransitionError: `existing` refuses a new token.
+        """
+        if existing is None:
+            return Peering(self._cluster.new_id(), name, partition, Role.ACCEPTOR, PeeringState.INITIAL, meta or {})
+        return self._regenerated(existing, meta)
 
     @staticmethod
     def _regenerated(existing: Peering, meta: Mapping[str, str] | None) -> Peering:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,15 @@ def test_the_api_reaches_storage_only_through_the_services() -> None:
         if _top(module).split(".")[0] in ("api", "ui"):
             imported = _imports(module)
             assert not any(name == "peering.store" or name.startswith("peering.store.") for name in imported), module
+
+
+def test_a_sqlite_process_loads_nothing_of_postgresql() -> None:
+    """The server and the CLI with SQLite import neither asyncpg nor the PostgreSQL store (they are imported
+    when a URL names PostgreSQL), nor httpx's own command line (rich, pygments): RSS is for what runs."""
+    probe = (
+        "import sys, peering.app, peering.server.listeners, peering.cli.serve, peering.cli.commands; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncpg', 'rich', 'pygments') "
+        "or m.startswith('peering.store.postgres')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

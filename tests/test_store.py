@@ -399,3 +399,58 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this program"):
         await SqliteStore.open(path)
+
+
+async def test_save_acceptor_saves_when_the_row_is_still_the_one_planned_from(store: Store) -> None:
+    new = await store.save_acceptor(acceptor("1", "a", meta={"k": "v"}), "hash-1", expected=None)
+    assert new is not None
+    assert (new.create_index, new.modify_index) == (2, 2)
+    assert await store.get("default", "A") == new  # the name compared lower-cased, as everywhere
+    assert (await store.secrets("1")).establishment_hash == "hash-1"
+    again = await store.save_acceptor(replace(new, meta={}), "hash-2", expected=new)
+    assert again is not None
+    assert (again.create_index, again.modify_index) == (2, 3)
+    assert (await store.secrets("1")).establishment_hash == "hash-2"
+    assert await store.list_peerings("default") == ([again], 3)  # the partition's index moved with it
+    feed = await store.changes_since(1)
+    assert [(c.index, c.key) for c in feed.changes] == [(2, "1"), (3, "1")]
+
+
+async def test_save_acceptor_writes_nothing_when_the_row_changed_since(store: Store) -> None:
+    first = await store.save_acceptor(acceptor("1", "a"), "hash-1", expected=None)
+    assert first is not None
+    # planned from "no such peering", but there is one now; planned from an older version of it; from another ID
+    assert await store.save_acceptor(acceptor("2", "a"), "hash-2", expected=None) is None
+    async with store.transaction() as tx:
+        current = await tx.save(replace(first, meta={"moved": "on"}))
+    assert await store.save_acceptor(replace(first, meta={}), "hash-3", expected=first) is None
+    assert await store.save_acceptor(acceptor("3", "a"), "hash-4", expected=replace(current, id="3")) is None
+    assert await store.current_index() == current.modify_index  # no index taken
+    assert await store.list_peerings("default") == ([current], current.modify_index)
+    assert (await store.secrets("1")).establishment_hash == "hash-1"
+    assert await store.secrets("2") == await store.secrets("3") == Secrets()
+
+
+async def test_save_acceptor_refused_by_a_constraint_raises_it_and_writes_nothing(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.save(replace(acceptor("1", "holder", remote_cluster="fp"), state=PeeringState.ACTIVE))
+    index = await store.current_index()
+    with pytest.raises(RemoteClusterTakenError) as refused:
+        await store.save_acceptor(acceptor("2", "b", remote_cluster="fp"), "hash-2", expected=None)
+    assert (refused.value.partition, refused.value.remote_cluster, refused.value.holder) == ("default", "fp", "holder")
+    assert await store.get("default", "b") is None
+    assert await store.secrets("2") == Secrets()
+    assert await store.current_index() == index
+
+
+async def test_concurrent_save_acceptors_each_take_their_own_index(store: Store) -> None:
+    saved = await asyncio.gather(
+        *(store.save_acceptor(acceptor(str(i), f"n{i}", "p"), f"hash-{i}", expected=None) for i in range(40))
+    )
+    indexes = sorted(p.modify_index for p in saved if p is not None)
+    assert indexes == list(range(2, 42))  # no gap, no repeat
+    listed, index = await store.list_peerings("p")
+    assert (len(listed), index) == (40, 41)
+    assert {(await store.secrets(str(i))).establishment_hash for i in range(40)} == {f"hash-{i}" for i in range(40)}
+    feed = await store.changes_since(1)
+    assert sorted(c.index for c in feed.changes) == indexes

@@ -64,6 +64,9 @@ async def test_text_postgresql_cannot_hold_is_refused_as_invalid(postgres: str) 
             with pytest.raises(InvalidRequestError, match="cannot be stored"):
                 async with s.transaction() as tx:
                     await tx.save(replace(acceptor("1", "a"), peer_ca_pems=(bad,)))
+            for planned in (replace(acceptor("1", "a"), peer_ca_pems=(bad,)), acceptor("1", f"a{bad}")):
+                with pytest.raises(InvalidRequestError, match="cannot be stored"):
+                    await s.save_acceptor(planned, "hash", expected=None)
             with pytest.raises(InvalidRequestError, match="cannot be stored"):
                 await acl.save_policy(Policy("p1", "readers", bad, ""))
             assert await s.get("default", f"a{bad}") is None
@@ -121,12 +124,19 @@ async def test_a_stopped_server_answers_unavailable_quickly_and_then_resumes(
         await store.list_peerings("default")
     with pytest.raises(DatabaseUnavailableError):
         await _write(store, "2")
+    tokens = await asyncio.gather(  # token generations queued together: each refused, none left waiting
+        *(store.save_acceptor(acceptor(f"t{i}", f"t{i}"), "hash", expected=None) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(t, DatabaseUnavailableError) for t in tokens), tokens
     assert time.monotonic() - began < 3  # refused connections fail at once, well within the 2 s budget
     server.start()
     assert (await store.get_by_id("1")) is not None  # the acknowledged write is there
-    assert await store.get_by_id("2") is None  # the refused one is not
+    assert await store.get_by_id("2") is None  # the refused ones are not
+    assert await store.get_by_id("t0") is None
     await _write(store, "2")
-    assert [p.id for p in (await store.list_peerings("default"))[0]] == ["1", "2"]
+    assert await store.save_acceptor(acceptor("t0", "t0"), "hash", expected=None) is not None
+    assert [p.id for p in (await store.list_peerings("default"))[0]] == ["1", "2", "t0"]
 
 
 async def test_a_restart_between_requests_goes_unnoticed(outage_store: tuple[PostgresServer, PostgresStore]) -> None:

@@ -225,6 +225,16 @@ class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """Open a unit of work (units are serialised: see the module docstring)."""
 
+    async def save_acceptor(self, peering: Peering, secret_hash: str, *, expected: Peering | None) -> Peering | None:
+        """A unit of work of its own: save `peering` (the acceptor side of a token generation) with the new
+        establishment secret's hash, provided the partition's peering of that name is still `expected`
+        (same ID and `modify_index`; None: there is none). None, with nothing written, when it is not (the
+        caller planned from a view that was behind: it re-reads inside a unit). One statement on PostgreSQL.
+
+        Raises:
+            NameTakenError, RemoteClusterTakenError: as `Transaction.save` (nothing written).
+        """
+
     @property
     def acl(self) -> AclReads:
         """The ACL repository's reads."""

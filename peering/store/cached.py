@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -297,15 +297,23 @@ class CachedStore:
             recording = _RecordingTransaction(tx)
             yield recording
         # committed (an exception would have skipped this): no await from here on, so no reader sees half
-        if not recording.wrote:
-            return
+        if recording.wrote:
+            self._apply_unit(recording.index, recording.saved.values(), recording.removed)
+
+    async def save_acceptor(self, peering: Peering, secret_hash: str, *, expected: Peering | None) -> Peering | None:
+        saved = await self._inner.save_acceptor(peering, secret_hash, expected=expected)
+        if saved is not None:
+            self._apply_unit(saved.modify_index, (saved,), ())
+        return saved
+
+    def _apply_unit(self, index: int, saved: Iterable[Peering], removed: Iterable[str]) -> None:
+        """What a committed unit of this process wrote, applied to the view (no await: no reader sees half)."""
         # writers committed together (group commit) may get here in any order: the higher index wins
-        index = recording.index
         touched: set[str] = set()
-        for peering_id in recording.removed:
+        for peering_id in removed:
             if (partition := self._apply_removal(peering_id, index)) is not None:
                 touched.add(partition)
-        for peering in recording.saved.values():
+        for peering in saved:
             touched |= self._apply_save(peering)
         for partition in touched:
             self._raise_index(partition, index)
@@ -332,6 +340,13 @@ class CachedStore:
 
     async def get(self, partition: str, name: str) -> Peering | None:
         await self._fresh()
+        peering_id = self._by_name.get((partition, name.lower()))
+        return self._by_id.get(peering_id) if peering_id is not None else None
+
+    def seen(self, partition: str, name: str) -> Peering | None:
+        """The view's peering of that name as it is, without catching up first: it may lag other writers
+        (and, for a moment, units of a group commit of its own), so only for plans the database checks
+        (`save_acceptor`)."""
         peering_id = self._by_name.get((partition, name.lower()))
         return self._by_id.get(peering_id) if peering_id is not None else None
 

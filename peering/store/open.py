@@ -17,8 +17,6 @@ from peering.errors import DatabaseUnavailableError
 from peering.store.acl_sqlite import SqliteAclStore
 from peering.store.base import AclStore, Store
 from peering.store.cached import CachedStore
-from peering.store.postgres.acl import PostgresAclStore
-from peering.store.postgres.store import PostgresStore
 from peering.store.sqlite import SqliteStore
 
 DATABASE_FILE = "peering.db"
@@ -65,7 +63,10 @@ async def open_database(url: str | None, data_dir: Path) -> AsyncIterator[Databa
         RuntimeError: PostgreSQL cannot be reached (the message names it without the password).
     """
     dsn = postgres_url(url)
-    if dsn is not None:
+    if dsn is not None:  # imported here: SQLite's processes never load asyncpg (about 5 MB of RSS)
+        from peering.store.postgres.acl import PostgresAclStore
+        from peering.store.postgres.store import PostgresStore
+
         try:
             postgres = await PostgresStore.open(dsn)
         except DatabaseUnavailableError as exc:

@@ -245,6 +245,15 @@ class SqliteStore:
         async with self._group.transaction() as conn:
             yield SqliteTransaction(conn)
 
+    async def save_acceptor(self, peering: Peering, secret_hash: str, *, expected: Peering | None) -> Peering | None:
+        async with self.transaction() as tx:
+            current = await tx.get(peering.partition, peering.name)
+            if _version(current) != _version(expected):
+                return None  # changed since the caller read it (another process cannot write this file)
+            saved = await tx.save(peering)
+            await tx.set_establishment_hash(saved.id, secret_hash)
+        return saved
+
     async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """The rows of a query on the reader (for the ACL reads)."""
         async with self._read_lock, self._reader.execute(sql, params) as cur:
@@ -378,3 +387,8 @@ async def _migrate(conn: InlineWriter) -> None:
         raise RuntimeError(f"database schema version {version} is newer than this program ({len(MIGRATIONS)})")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+
+def _version(peering: Peering | None) -> tuple[str, int] | None:
+    """What `save_acceptor` compares: the row's ID and modify index."""
+    return (peering.id, peering.modify_index) if peering is not None else None

@@ -12,6 +12,12 @@ COMMIT, and if it fails, every one of them fails (none is acknowledged). An idle
 commits at once. Each unit takes its own index from the counter inside its savepoint (after the
 previous unit's, so index order is commit order) and so writes its own change-feed entries.
 
+A unit of one statement that is atomic by itself (a function with its own exception block, which
+changes nothing when it fails) joins without a savepoint (`unit(savepoint=False)`): one round trip
+less while the lock is held. Nothing can be undone for such a unit alone, so if it raises, the whole
+group fails (its statement failed: the transaction is broken anyway); a caller's cancellation must not
+break its statement off (`batch.py` runs it in a task of its own).
+
 The group's own statements (SAVEPOINT, ROLLBACK TO) run to their end even when their caller is
 cancelled meanwhile (the cancellation is raised right after), so a caller that goes away never
 breaks the group; a group statement that fails (the connection was lost) fails the whole group.
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
@@ -32,6 +38,7 @@ from peering.store.postgres import queries as q
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error
 
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"  # lent by the pool
+T = TypeVar("T")
 
 MAX_UNITS = 64  # units in one transaction at most (each a savepoint; the counter lock is held for all)
 
@@ -76,8 +83,10 @@ class GroupCommit:
         return self._waiting
 
     @asynccontextmanager
-    async def unit(self) -> AsyncIterator[Conn]:
+    async def unit(self, *, savepoint: bool = True) -> AsyncIterator[Conn]:
         """A connection inside the current group's transaction; returns once the group's COMMIT is done.
+
+        `savepoint=False`: the unit is one atomic statement (see the module docstring).
 
         Raises:
             DatabaseUnavailableError: the database failed the group (or its start); nothing is acknowledged.
@@ -92,14 +101,17 @@ class GroupCommit:
         self._waiting -= 1
         failed: BaseException | None = None
         try:
-            group, joined = await self._enter()
+            group, joined = await self._enter(savepoint)
             try:
                 yield group.conn
             except BaseException as exc:  # noqa: BLE001 -- re-raised below, once the lock is passed on
                 failed = exc
-                await self._undo(group, joined)
+                if joined and not savepoint:
+                    await self._abandon(group, exc)  # no savepoint to go back to: the group fails with it
+                else:
+                    await self._undo(group, joined)
             else:
-                group.release_pending = joined
+                group.release_pending = group.release_pending or (joined and savepoint)
         finally:
             self._pass_on()
         if failed is not None:
@@ -108,12 +120,15 @@ class GroupCommit:
         if group.error is not None:
             raise _unit_error(group.error)
 
-    async def _enter(self) -> tuple[_Group, bool]:
+    async def _enter(self, savepoint: bool) -> tuple[_Group, bool]:
         """The open group joined (True), or a new one begun (the lock is held)."""
         group = self._group
         if group is None:
             self._group = _Group(await self._begin())
             return self._group, False
+        if not savepoint:  # a pending release stays pending: the next unit with a savepoint does it
+            group.units += 1
+            return group, True
         try:
             await self._statement(group, _NEXT if group.release_pending else _JOIN)
         except asyncio.CancelledError:
@@ -146,21 +161,15 @@ class GroupCommit:
         async def run() -> None:  # inside the task: a dead connection's proxy raises at the call already
             await group.conn.execute(sql)
 
-        task = asyncio.ensure_future(run())
-        cancelled = False
-        while not task.done():
-            try:
-                await asyncio.wait([task])
-            except asyncio.CancelledError:
-                cancelled = True
-        exc = task.exception()
-        if exc is not None:
+        try:
+            await to_end(run())
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
             await self._abandon(group, exc)
             if is_unavailable(exc):
                 raise DatabaseUnavailableError() from exc
-            raise exc
-        if cancelled:
-            raise asyncio.CancelledError
+            raise
 
     async def _abandon(self, group: _Group, error: BaseException) -> None:
         """Fail the group whose connection is in an unknown state (the lock is held)."""
@@ -254,6 +263,23 @@ class GroupCommit:
             group, self._group = self._group, None
             if group is not None:
                 await self._commit(group)
+
+
+async def to_end(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if the caller is cancelled meanwhile. Its failure is raised as it is;
+    a cancellation that came meanwhile is raised after a success (the result is then lost to the caller,
+    its effects are not undone)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    result = task.result()  # its failure, if it failed
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _unit_error(error: BaseException) -> BaseException:

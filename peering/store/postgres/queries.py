@@ -49,12 +49,12 @@ EXISTS = "SELECT 1 FROM peerings WHERE id = $1"
 # function of migration 4 (`schema.py`); $1 is the unit's index (NULL: bump the counter first), then the
 # columns but modify_index (the index is it); answers the index and the violated unique index, if any
 SAVE = f"SELECT saved_index, violated FROM save_peering({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
-_MODIFY = COLUMNS.index("modify_index")  # the column SAVE leaves out of its parameters
+MODIFY = COLUMNS.index("modify_index")  # the column SAVE leaves out of its parameters
 
 
 def save_args(index: int | None, columns: tuple[object, ...]) -> tuple[object, ...]:
     """SAVE's parameters: the unit's index, then the bound values of `COLUMNS` without modify_index."""
-    return (index, *columns[:_MODIFY], *columns[_MODIFY + 1 :])
+    return (index, *columns[:MODIFY], *columns[MODIFY + 1 :])
 
 
 # the live peering of another ID that holds this remote cluster (for the conflict's message)

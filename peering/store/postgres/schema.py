@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from peering.store.postgres.batch_sql import SAVE_ACCEPTORS_FUNCTION
+
 # any fixed number: the advisory lock that serialises migrations of one database
 MIGRATION_LOCK = 0x70656572  # "peer"
 
@@ -302,6 +304,8 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # 5: tokens' acceptor peerings saved a batch per statement (`batch_sql.py`)
+    SAVE_ACCEPTORS_FUNCTION,
 )
 
 

@@ -3,9 +3,10 @@
 A pool of connections. Each write transaction holds the counter row's lock from its BEGIN to its
 COMMIT (see `queries.py`), so writers across every replica are serialised exactly as SQLite's single
 writer is, and what the protocol promises holds unchanged. The units of work of one replica that
-queue up meanwhile share the next transaction, a savepoint each (`group.py`, as SQLite's groups). A
-unit returns only after its group's COMMIT, so an answered write is a durable one
-(`synchronous_commit` on, the server's default).
+queue up meanwhile share the next transaction, a savepoint each (`group.py`, as SQLite's groups);
+token generations that queue up are one statement of such a group (`batch.py`). A unit returns only
+after its group's COMMIT, so an answered write is a durable one (`synchronous_commit` on, the server's
+default).
 
 Failures to reach the database come out as `DatabaseUnavailableError` (`errors.py`), within a time
 budget: connecting, waiting for a pooled connection and every statement are bounded by `budget`.
@@ -33,9 +34,11 @@ from peering.errors import (
     RemoteClusterTakenError,
 )
 from peering.store.base import Change, Changes, Fence, Secrets
+from peering.store.postgres import batch_sql
 from peering.store.postgres import catalog as c
 from peering.store.postgres import queries as q
 from peering.store.postgres.acl import PostgresAclReads, PostgresAclWrites
+from peering.store.postgres.batch import AcceptorBatch
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error, unstorable, unstorable_error
 from peering.store.postgres.group import MAX_UNITS, GroupCommit
 from peering.store.postgres.rows import from_row, to_args
@@ -201,6 +204,7 @@ class PostgresStore:
         self._pool = pool
         self._budget = budget
         self.group = GroupCommit(pool, budget, max_units=group_units)
+        self.acceptors = AcceptorBatch(self.group)  # token generations, saved a batch per statement
         self._acl = PostgresAclReads(self.fetch)
         snapshot = c.pool_snapshot(pool, budget)  # the catalog part's reads (store/postgres/catalog.py)
         self.catalog = c.PostgresCatalogReads(snapshot)
@@ -258,6 +262,7 @@ class PostgresStore:
         """Close every connection (waiting for those in use at most `budget` seconds)."""
         try:
             async with asyncio.timeout(self._budget):
+                await self.acceptors.close()
                 await self.group.close()
                 await self._pool.close()
         except TimeoutError:
@@ -274,6 +279,23 @@ class PostgresStore:
         """
         async with self.group.unit() as conn:
             yield PostgresTransaction(conn)
+
+    async def save_acceptor(self, peering: Peering, secret_hash: str, *, expected: Peering | None) -> Peering | None:
+        """Saved with the calls waiting beside it, one statement for them all (`batch.py`); see `store.base.Store`."""
+        columns = to_args(peering)
+        if unstorable((secret_hash, *columns)):  # before the lists become JSON text (which would hide a NUL)
+            raise unstorable_error()
+        row = await self.acceptors.save(
+            batch_sql.save_acceptor_args(expected.modify_index if expected else 0, secret_hash, columns)
+        )
+        index, violated, holder = row
+        if violated == "peerings_by_remote_cluster":
+            raise RemoteClusterTakenError(peering.partition, peering.remote_cluster, holder or "")
+        if violated is not None:
+            raise NameTakenError("peering", peering.name)
+        if index is None:
+            return None  # the row changed since the caller read it: nothing written
+        return replace(peering, create_index=peering.create_index or int(index), modify_index=int(index))
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
         """The rows of one statement outside a transaction (retried once on a dead pooled connection); none
