@@ -101,6 +101,14 @@ class Remote:
     datacenter: str = ""
     partition: str = ""
 
+    @staticmethod
+    def of(datacenter: str, partition: str) -> Remote:
+        """The remote with these fields; the one shared unknown remote when both are empty."""
+        return Remote(datacenter, partition) if datacenter or partition else _UNKNOWN
+
+
+_UNKNOWN = Remote()
+
 
 @dataclass(frozen=True, slots=True)
 class Peering:
@@ -117,7 +125,7 @@ class Peering:
     peer_ca_pems: tuple[str, ...] = ()
     peer_server_name: str = ""
     peer_server_addresses: tuple[str, ...] = ()
-    remote: Remote = Remote()
+    remote: Remote = _UNKNOWN
     remote_cluster: str = ""  # fingerprint of the other cluster's CA, once known (SPEC §5.6)
     create_index: int = 0
     modify_index: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from collections.abc import Mapping
 
 from peering.errors import InvalidRequestError
@@ -52,7 +53,7 @@ def normalize_partition(partition: str | None) -> str:
             f"{_shown(partition)} is not a valid partition name: a valid partition name must consist of "
             "alphanumeric characters or '-', and must start and end with an alphanumeric character"
         )
-    return lowered
+    return sys.intern(lowered)  # every peering of the partition holds this one string, not a copy each
 
 
 def check_meta(meta: Mapping[str, str] | None) -> dict[str, str]:

@@ -4,8 +4,7 @@ Reads by name, by ID, lists and partition indexes come from memory; every write 
 backing database in its unit of work, and the view takes the committed result (never an uncommitted
 one). The view is a cache, never the source of truth: it follows the database's change feed
 (`changes_since`) from the index it has applied up to (`synced`), so it stays valid with other
-writers (a second process on the SQLite file, other replicas on PostgreSQL). It catches up, before a
-read, when
+writers (a second process on the SQLite file, other replicas on PostgreSQL). It catches up, before a read, when
 - the notifier it follows (`follow`) announced an index above `synced` (a commit anywhere: the
   notifier's `index`), or
 - `poll` seconds passed since the last catch-up (the safety net: correctness never depends on a
@@ -13,8 +12,7 @@ read, when
 Its own writes are applied at once, and advance `synced` without reading the feed when no other
 write came between (so a single writer reads no feed per write). A reader behind the feed's
 horizon (entries reaped) reloads in full. Indexes never go backwards in the view (every apply keeps
-the higher `modify_index`, and partition indexes only grow). `catch_up()` is what a `?consistent`
-read calls first.
+the higher `modify_index`, and partition indexes only grow). `catch_up()` runs before a `?consistent` read.
 """
 
 from __future__ import annotations
@@ -277,7 +275,7 @@ class CachedStore:
         if old is not None:
             self._drop(old)
         self._by_id[peering.id] = peering
-        self._by_name[(peering.partition, peering.name.lower())] = peering.id
+        self._by_name[(peering.partition, _folded(peering.name))] = peering.id
         if peering.state is PeeringState.TERMINATED:
             self._terminated.add(peering.id)
         self._sorted.pop(peering.partition, None)
@@ -286,7 +284,7 @@ class CachedStore:
         self._version += 1
         del self._by_id[peering.id]
         self._terminated.discard(peering.id)
-        key = (peering.partition, peering.name.lower())
+        key = (peering.partition, _folded(peering.name))
         if self._by_name.get(key) == peering.id:
             del self._by_name[key]
         self._sorted.pop(peering.partition, None)
@@ -344,9 +342,8 @@ class CachedStore:
         return self._by_id.get(peering_id) if peering_id is not None else None
 
     def seen(self, partition: str, name: str) -> Peering | None:
-        """The view's peering of that name as it is, without catching up first: it may lag other writers
-        (and, for a moment, units of a group commit of its own), so only for plans the database checks
-        (`save_acceptor`)."""
+        """The view's peering of that name, without catching up first: it may lag other writers (and its own
+        group's units, for a moment), so only for plans the database checks (`save_acceptor`)."""
         peering_id = self._by_name.get((partition, name.lower()))
         return self._by_id.get(peering_id) if peering_id is not None else None
 
@@ -396,3 +393,8 @@ class CachedStore:
 
     async def reap_changes(self, before_index: int) -> int:
         return await self._inner.reap_changes(before_index)
+
+
+def _folded(name: str) -> str:
+    """The name lower-cased, as the view's key: the name itself when it already is (no second string held)."""
+    return lowered if (lowered := name.lower()) != name else name

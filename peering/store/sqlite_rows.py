@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -52,7 +53,7 @@ def from_row(row: Iterable[Any]) -> Peering:
     return Peering(
         id=id_,
         name=name,
-        partition=partition,
+        partition=sys.intern(partition),  # one string per partition, however many peerings it has
         role=Role(role),
         state=PeeringState(state),
         meta=json.loads(meta),
@@ -61,7 +62,7 @@ def from_row(row: Iterable[Any]) -> Peering:
         peer_ca_pems=tuple(json.loads(cas)),
         peer_server_name=server_name,
         peer_server_addresses=tuple(json.loads(addresses)),
-        remote=Remote(remote_dc, remote_partition),
+        remote=Remote.of(remote_dc, remote_partition),
         remote_cluster=remote_cluster,
         create_index=create_index,
         modify_index=modify_index,
