@@ -249,7 +249,7 @@ class SqliteStore:
         async with self.transaction() as tx:
             current = await tx.get(peering.partition, peering.name)
             if _version(current) != _version(expected):
-                return None  # changed since the caller read it (another process cannot write this file)
+                return None  # changed since the caller read it: nothing written
             saved = await tx.save(peering)
             await tx.set_establishment_hash(saved.id, secret_hash)
         return saved
