@@ -1,4 +1,5 @@
-"""Locks keyed by a value (a peering's partition and name), kept only while someone holds or awaits them.
+"""Locks and counts keyed by a value (a peering's partition and name), kept only while someone holds,
+awaits or is counted in them.
 
 A plain `dict[key, Lock]` keyed by client input grows by one entry per distinct key for ever; here an
 entry goes as soon as its last user leaves, so the map is never larger than the number of callers
@@ -8,8 +9,8 @@ inside or queued at that moment.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Hashable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -46,3 +47,26 @@ class KeyedLocks(Generic[K]):
             entry.users -= 1
             if entry.users == 0:
                 del self._entries[key]
+
+
+class KeyedCounts(Generic[K]):
+    """How many callers are inside a block per key, an entry kept only while one is (as `KeyedLocks`)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[K, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @contextmanager
+    def inside(self, key: K) -> Iterator[int]:
+        """Count the caller in for the block; yields how many were inside before it."""
+        before = self._counts.get(key, 0)
+        self._counts[key] = before + 1
+        try:
+            yield before
+        finally:
+            if self._counts[key] == 1:
+                del self._counts[key]
+            else:
+                self._counts[key] -= 1

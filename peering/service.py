@@ -18,6 +18,7 @@ from peering.cluster import Cluster, hash_secret
 from peering.domain import Event, Peering, PeeringState, Remote, Role, transition
 from peering.errors import PeeringConflictError, PeeringError, PeeringNotFoundError
 from peering.establishing import CheckResult, Establisher, EstablishRequest, refuse_deleted
+from peering.locks import KeyedCounts
 from peering.outbound import Outbound, log_fields
 from peering.rules import check_meta, check_peer_name, check_server_address, normalize_partition
 from peering.store.base import Fence
@@ -51,7 +52,7 @@ class PeeringService:
         self._outbound = outbound
         self._establisher = Establisher(cluster, outbound)
         self._name_locks = self._establisher.name_locks  # what the tests look at
-        self._generating: dict[tuple[str, str], int] = {}  # token generations in flight per (partition, name)
+        self._generating: KeyedCounts[tuple[str, str]] = KeyedCounts()  # token generations in flight per name
         self._lists: dict[str, tuple[list[Peering], int, list[Peering]]] = {}
 
     async def generate_token(self, request: TokenRequest, *, access: Access = ALLOW_ALL) -> str:
@@ -73,10 +74,7 @@ class PeeringService:
         # planned from the view and saved if the stored row is still the one planned from (one statement, in
         # a batch); else (another replica wrote it since, the view's row refuses, or another generation of the
         # name is in flight here and would make the plan stale) planned from the stored row inside the unit
-        key = (partition, name.lower())
-        busy = self._generating.get(key, 0)
-        self._generating[key] = busy + 1
-        try:
+        with self._generating.inside((partition, name.lower())) as busy:
             store = self._store
             existing, saved = None, None
             if not busy and isinstance(store, CachedStore):
@@ -91,11 +89,6 @@ class PeeringService:
                     existing = await tx.get(partition, name)
                     saved = await tx.save(self._planned(existing, name, partition, meta))
                     await tx.set_establishment_hash(saved.id, secret_hash)
-        finally:
-            if self._generating[key] == 1:
-                del self._generating[key]
-            else:
-                self._generating[key] -= 1
         log.info("peering created" if existing is None else "peering token regenerated", extra=log_fields(saved))
         me = cluster.identity
         token = tokens.PeeringToken(

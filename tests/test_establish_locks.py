@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from peering.app import Runtime
-from peering.locks import KeyedLocks
+from peering.locks import KeyedCounts, KeyedLocks
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +75,14 @@ async def test_keyed_locks_serialise_one_key_and_drop_it_when_the_last_user_leav
     assert cancelled.cancelled()
     assert inside == []
     assert len(locks) == 0
+
+
+def test_keyed_counts_count_callers_per_key_and_drop_the_key_when_the_last_leaves() -> None:
+    counts: KeyedCounts[str] = KeyedCounts()
+    with counts.inside("a") as first, counts.inside("a") as second, counts.inside("b") as other:
+        assert (first, second, other) == (0, 1, 0)
+        assert len(counts) == 2
+    assert len(counts) == 0
+    with pytest.raises(RuntimeError), counts.inside("a"):
+        raise RuntimeError("left by an exception")
+    assert len(counts) == 0  # gone on the way out either way: input-keyed entries never pile up

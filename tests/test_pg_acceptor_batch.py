@@ -27,6 +27,7 @@ from peering.settings import Settings
 from peering.store.base import Secrets
 from peering.store.postgres.store import PostgresStore, PostgresTransaction
 from tests.conftest import ADVERTISE
+from tests.test_pg_group_commit import queued, stored
 from tests.test_store import acceptor
 
 pytestmark = pytest.mark.anyio
@@ -45,18 +46,6 @@ async def db(postgres: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(postgres)
     yield conn
     await conn.close()
-
-
-async def stored(db: asyncpg.Connection) -> dict[str, int]:
-    return {r["id"]: r["modify_index"] for r in await db.fetch("SELECT id, modify_index FROM peerings")}
-
-
-async def until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(2000):
-        if check():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"never: {what}")
 
 
 class Held:
@@ -99,7 +88,7 @@ async def test_calls_queued_while_one_is_in_flight_go_as_one_statement_of_one_gr
     held = Held(store, save("first", "first"))
     await held.start()
     calls = [generate(store, i) for i in range(10)]
-    await until(lambda: store.group.waiting == 1, "the batch's task queued for the group")
+    await queued(store, 1)  # the batch's task, for the group's lock
     statements, commits = store.acceptors.statements, store.group.commits
     held.release()
     first = await held.task  # type: ignore[misc]
@@ -126,10 +115,10 @@ async def test_a_unit_refused_in_a_batch_leaves_the_others_and_the_group_alone(
     held = Held(store, save("first", "first"))
     await held.start()
     calls = [generate(store, 0), generate(store, 1, remote_cluster="fp"), generate(store, 2)]
-    await until(lambda: store.group.waiting == 1, "the batch's task queued for the group")
+    await queued(store, 1)  # the batch's task, for the group's lock
     later = Held(store, taken_name)
     later_task = asyncio.create_task(later.start())
-    await until(lambda: store.group.waiting == 2, "the failing unit queued behind the batch")
+    await queued(store, 2)  # the failing unit, behind the batch
     later.release()
     held.release()
     await held.task  # type: ignore[misc]
@@ -150,7 +139,7 @@ async def test_a_caller_cancelled_before_its_unit_was_taken_writes_nothing(
     held = Held(store, save("first", "first"))
     await held.start()
     calls = [generate(store, i) for i in range(3)]
-    await until(lambda: store.group.waiting == 1, "the batch's task queued for the group")
+    await queued(store, 1)  # the batch's task, for the group's lock
     calls[1].cancel()
     held.release()
     results = await asyncio.gather(*calls, return_exceptions=True)

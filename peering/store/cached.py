@@ -338,8 +338,7 @@ class CachedStore:
 
     async def get(self, partition: str, name: str) -> Peering | None:
         await self._fresh()
-        peering_id = self._by_name.get((partition, name.lower()))
-        return self._by_id.get(peering_id) if peering_id is not None else None
+        return self.seen(partition, name)
 
     def seen(self, partition: str, name: str) -> Peering | None:
         """The view's peering of that name, without catching up first: it may lag other writers (and its own

@@ -1,7 +1,7 @@
 """Token generations of one replica saved together: one statement for every one that is waiting.
 
-`PostgresStore.save_acceptor` is a unit of work of one statement (`save_acceptor()`, migration 5), atomic
-by itself. Instead of one round trip each, with the writers' lock held across every one of them, the
+`PostgresStore.save_acceptor` is a unit of work that one statement can do, atomic by itself. Instead of
+one round trip each, with the writers' lock held across every one of them, the
 calls that arrive while one is in flight queue up here, and one task sends them all as one statement
 (`batch_sql.SAVE_ACCEPTORS`: an array per column, each unit saved in order in an exception block of its own)
 when it holds the group's lock; that statement is a unit of its group without a savepoint (`group.py`).
@@ -22,10 +22,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from peering.errors import DatabaseUnavailableError
 from peering.store.postgres import batch_sql
-from peering.store.postgres.errors import is_unavailable, unavailable_as_error
-from peering.store.postgres.group import GroupCommit
+from peering.store.postgres.errors import unavailable_as_error
+from peering.store.postgres.group import GroupCommit, unit_error
 
 MAX_BATCH = 256  # elements in one statement at most
 
@@ -111,13 +110,6 @@ class AcceptorBatch:
 
 
 def _fail(answer: asyncio.Future[asyncpg.Record], error: BaseException) -> None:
-    """Fail one caller of a failed batch: the database's failure (or the task's cancellation) as a
-    `DatabaseUnavailableError` of its own."""
-    if answer.done():
-        return
-    if not isinstance(error, Exception) or isinstance(error, DatabaseUnavailableError) or is_unavailable(error):
-        unavailable = DatabaseUnavailableError()
-        unavailable.__cause__ = error
-        answer.set_exception(unavailable)
-    else:
-        answer.set_exception(error)
+    """Fail one caller of a failed batch as a unit of a failed group fails (`group.unit_error`)."""
+    if not answer.done():
+        answer.set_exception(unit_error(error))

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -38,7 +38,6 @@ from peering.store.postgres import queries as q
 from peering.store.postgres.errors import is_unavailable, unavailable_as_error
 
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"  # lent by the pool
-T = TypeVar("T")
 
 MAX_UNITS = 64  # units in one transaction at most (each a savepoint; the counter lock is held for all)
 
@@ -118,7 +117,7 @@ class GroupCommit:
             raise failed
         await asyncio.shield(group.done)
         if group.error is not None:
-            raise _unit_error(group.error)
+            raise unit_error(group.error)
 
     async def _enter(self, savepoint: bool) -> tuple[_Group, bool]:
         """The open group joined (True), or a new one begun (the lock is held)."""
@@ -161,15 +160,21 @@ class GroupCommit:
         async def run() -> None:  # inside the task: a dead connection's proxy raises at the call already
             await group.conn.execute(sql)
 
-        try:
-            await to_end(run())
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
+        task = asyncio.ensure_future(run())
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                cancelled = True
+        exc = task.exception()
+        if exc is not None:
             await self._abandon(group, exc)
             if is_unavailable(exc):
                 raise DatabaseUnavailableError() from exc
-            raise
+            raise exc
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _abandon(self, group: _Group, error: BaseException) -> None:
         """Fail the group whose connection is in an unknown state (the lock is held)."""
@@ -265,24 +270,7 @@ class GroupCommit:
                 await self._commit(group)
 
 
-async def to_end(work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` to its end even if the caller is cancelled meanwhile. Its failure is raised as it is;
-    a cancellation that came meanwhile is raised after a success (the result is then lost to the caller,
-    its effects are not undone)."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError:
-            cancelled = True
-    result = task.result()  # its failure, if it failed
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
-
-
-def _unit_error(error: BaseException) -> BaseException:
+def unit_error(error: BaseException) -> BaseException:
     """What a unit of a failed group raises: the database's failure as `DatabaseUnavailableError` (a new one
     for each unit), anything else (a bug) as it is."""
     if isinstance(error, DatabaseUnavailableError | asyncio.CancelledError) or is_unavailable(error):
